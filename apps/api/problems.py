@@ -1,0 +1,68 @@
+"""RFC 9457 problem details: the one error format of every HTTP endpoint.
+
+Middleware and plain Django views build responses with ``problem_response``;
+DRF views reach the same format through ``exception_handler``.
+"""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+from django.http import JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_TYPE_BASE = "https://errors.saas-platform.dev/"
+
+
+def problem_body(status: int, *, code: str, detail: str, title: str | None = None, **extra: Any) -> dict:
+    body = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    body.update(extra)
+    return body
+
+
+def problem_response(
+    status: int,
+    *,
+    code: str,
+    detail: str,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JsonResponse:
+    response = JsonResponse(
+        problem_body(status, code=code, detail=detail, title=title, **extra),
+        status=status,
+        content_type=PROBLEM_CONTENT_TYPE,
+    )
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, drf_exceptions.ValidationError):
+        body = problem_body(
+            response.status_code,
+            code="validation-error",
+            detail="The request has invalid fields.",
+            errors=response.data,
+        )
+    else:
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else str(response.data)
+        code = getattr(getattr(exc, "detail", None), "code", None) or "error"
+        body = problem_body(response.status_code, code=str(code).replace("_", "-"), detail=str(detail))
+    response.data = body
+    response.content_type = PROBLEM_CONTENT_TYPE
+    return response

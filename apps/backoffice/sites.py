@@ -1,0 +1,82 @@
+"""The two admin sites.
+
+* Operators use Django's default ``admin.site`` on the platform host
+  (PLATFORM_DOMAIN): tenants, domains, users, memberships. Staff only.
+* A tenant's owners and admins use ``tenant_admin_site`` on the tenant's own
+  host. It shows tenant models only; the schema the tenant middleware
+  activated is the only data it can reach. Access is decided by membership in
+  *this* tenant, not by global staff flags, so a session from another tenant's
+  host opens nothing here.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.forms import AdminAuthenticationForm
+
+from apps.accounts.selectors import user_can_administer_tenant
+
+
+def _request_tenant_id(request) -> int | None:
+    tenant = getattr(request, "tenant", None)
+    if tenant is None or tenant.is_public:
+        return None
+    return tenant.pk
+
+
+class TenantAdminAuthenticationForm(AdminAuthenticationForm):
+    def confirm_login_allowed(self, user) -> None:
+        tenant_id = _request_tenant_id(self.request)
+        if tenant_id is None or not user_can_administer_tenant(user=user, tenant_id=tenant_id):
+            raise forms.ValidationError(
+                "This account is not an owner or admin of this tenant.", code="not_tenant_admin"
+            )
+
+
+class TenantAdminSite(admin.AdminSite):
+    site_header = "Tenant administration"
+    site_title = "Tenant admin"
+    index_title = "Your organisation's data"
+    login_form = TenantAdminAuthenticationForm
+
+    def has_permission(self, request) -> bool:
+        tenant_id = _request_tenant_id(request)
+        return tenant_id is not None and user_can_administer_tenant(user=request.user, tenant_id=tenant_id)
+
+    def each_context(self, request):
+        context = super().each_context(request)
+        tenant = getattr(request, "tenant", None)
+        if tenant is not None:
+            context["site_header"] = f"{tenant.name} administration"
+        return context
+
+
+tenant_admin_site = TenantAdminSite(name="tenant_admin")
+
+
+class TenantModelAdmin(admin.ModelAdmin):
+    """ModelAdmin for tenant models: rights follow the site's membership check.
+
+    Global Django permissions describe the control plane; inside a tenant,
+    owners and admins manage everything of that tenant.
+    """
+
+    def has_module_permission(self, request) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_add_permission(self, request) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return self.admin_site.has_permission(request)
+
+
+admin.site.site_header = "Platform operations"
+admin.site.site_title = "Platform operations"

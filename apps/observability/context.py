@@ -1,0 +1,28 @@
+"""Per-request (or per-task) context that every log line carries.
+
+contextvars rather than thread-locals: they are correct under threads, under
+asyncio, and they are reset explicitly at the end of each unit of work.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+import uuid
+
+request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+tenant_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant", default=None)
+user_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("user", default=None)
+
+# Accept a caller's id only if it is short and harmless in a log line / header.
+_REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def clean_request_id(candidate: str | None) -> str:
+    if candidate and _REQUEST_ID_PATTERN.match(candidate):
+        return candidate
+    return new_request_id()

@@ -1,0 +1,109 @@
+"""Request-path middleware: probes, request ids, user context."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.db import connections
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django_prometheus.exports import ExportToDjangoView
+
+from . import health
+from .context import clean_request_id, request_id_var, tenant_var, user_var
+
+logger = logging.getLogger("apps.request")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    # Liveness: the process can answer. No I/O, so a slow database never gets
+    # a healthy process restarted.
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> HttpResponse:
+    healthy, checks = health.run_checks()
+    # The check may have left the default connection broken; do not hand it to
+    # the next request on this worker.
+    connections["default"].close_if_unusable_or_obsolete()
+    response = JsonResponse({"status": "ready" if healthy else "unavailable", "checks": checks})
+    response.status_code = 200 if healthy else 503
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+OPERATIONAL_ENDPOINTS = {
+    "/healthz": healthz,
+    "/readyz": readyz,
+    "/metrics": ExportToDjangoView,
+}
+
+
+class OperationalEndpointsMiddleware:
+    """Answer /healthz, /readyz and /metrics on any host.
+
+    Runs before host validation and tenant resolution: load balancers and
+    kubelets call these by IP, and they must not depend on the tenant registry.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        view = OPERATIONAL_ENDPOINTS.get(request.path_info.rstrip("/") or "/")
+        if view is not None and request.method in ("GET", "HEAD"):
+            return view(request)
+        return self.get_response(request)
+
+
+class RequestIdMiddleware:
+    """Take the caller's X-Request-ID (or make one), log the request, echo it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = clean_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request.request_id = request_id
+        # Not reset on the way out: Django logs 4xx/5xx responses after the
+        # middleware chain returns, and those lines need the id too. The
+        # context is cleared when the next request starts (clear_request_context).
+        request_id_var.set(request_id)
+        started = time.perf_counter()
+        response = self.get_response(request)
+        response[REQUEST_ID_HEADER] = request_id
+        logger.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={
+                "method": request.method,
+                "path": request.path,
+                "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            },
+        )
+        return response
+
+
+def clear_request_context(**kwargs) -> None:
+    """request_started receiver: nothing of the previous request's context survives."""
+    request_id_var.set(None)
+    tenant_var.set(None)
+    user_var.set(None)
+
+
+class UserContextMiddleware:
+    """Put the authenticated user's id on the log context (after auth)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            user_var.set(str(user.pk))
+        return self.get_response(request)

@@ -1,0 +1,77 @@
+"""Control-plane tenant registry (public schema)."""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django_tenants.models import DomainMixin, TenantMixin
+
+SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
+# Host labels that would collide with the platform's own names.
+RESERVED_SLUGS = frozenset(
+    {"www", "api", "admin", "public", "static", "media", "mail", "status", "metrics", "app", "platform"}
+)
+
+
+def validate_slug(value: str) -> None:
+    if not SLUG_PATTERN.match(value or "") or "--" in value:
+        raise ValidationError(
+            "A tenant slug is 3-40 characters: lowercase letters, digits and single hyphens, "
+            "starting with a letter and not ending with a hyphen.",
+            code="invalid_slug",
+        )
+    if value in RESERVED_SLUGS:
+        raise ValidationError(f"'{value}' is reserved by the platform.", code="reserved_slug")
+
+
+def schema_name_for_slug(slug: str) -> str:
+    # Schema names are prefixed so that a tenant can never be called
+    # "public", "pg_catalog" or "information_schema".
+    return "t_" + slug.replace("-", "_")
+
+
+class Tenant(TenantMixin):
+    class Plan(models.TextChoices):
+        FREE = "free", "Free"
+        PRO = "pro", "Pro"
+        ENTERPRISE = "enterprise", "Enterprise"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    slug = models.SlugField(max_length=40, unique=True, validators=[validate_slug])
+    name = models.CharField(max_length=200)
+    plan = models.CharField(max_length=20, choices=Plan.choices, default=Plan.FREE)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    # The schema is created (and migrated) by the provisioning service, inside
+    # its transaction; see services.tenant_create.
+    auto_create_schema = True
+    auto_drop_schema = True
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"
+
+    @property
+    def is_public(self) -> bool:
+        return self.schema_name == "public"
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.status == self.Status.SUSPENDED
+
+
+class Domain(DomainMixin):
+    class Meta:
+        ordering = ["domain"]
+
+    def __str__(self) -> str:
+        return self.domain

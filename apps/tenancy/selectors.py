@@ -1,0 +1,50 @@
+"""Reads of the tenant registry."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.cache import cache
+
+from .models import Domain, Tenant
+
+_MISSING = "missing"
+
+
+def hostname_cache_key(hostname: str) -> str:
+    return f"tenancy:host:{hostname.lower()}"
+
+
+def tenant_for_hostname(hostname: str) -> Tenant | None:
+    """The tenant serving ``hostname``, or None when no domain matches.
+
+    Cached in Redis so that resolving a request's tenant costs no database
+    round trip; signals delete the entries whenever a tenant or a domain
+    changes. Unknown hosts are cached briefly too, so a flood of requests for
+    made-up subdomains does not reach the database either.
+    """
+    key = hostname_cache_key(hostname)
+    cached = cache.get(key)
+    if cached == _MISSING:
+        return None
+    if isinstance(cached, Tenant):
+        return cached
+    domain = Domain.objects.select_related("tenant").filter(domain=hostname.lower()).first()
+    if domain is None:
+        cache.set(key, _MISSING, settings.TENANT_NEGATIVE_CACHE_TIMEOUT)
+        return None
+    tenant = domain.tenant
+    cache.set(key, tenant, settings.TENANT_CACHE_TIMEOUT)
+    return tenant
+
+
+def tenant_get(*, slug: str) -> Tenant | None:
+    return Tenant.objects.filter(slug=slug).first()
+
+
+def tenant_list():
+    return Tenant.objects.exclude(schema_name="public").order_by("slug")
+
+
+def tenant_primary_hostname(tenant: Tenant) -> str | None:
+    domain = tenant.domains.filter(is_primary=True).first() or tenant.domains.first()
+    return domain.domain if domain else None

@@ -1,0 +1,48 @@
+"""Keep the hostname -> tenant cache honest.
+
+These receivers are cache bookkeeping, not business logic: every path that
+changes a tenant or a domain (services, the operator admin, a shell) must drop
+the cached lookups, and model signals are the one place all of them pass.
+Deletion runs now and again after commit, so a concurrent request cannot
+re-cache the old row between the write and the commit.
+"""
+
+from __future__ import annotations
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save, pre_save
+from django.dispatch import receiver
+
+from .models import Domain, Tenant
+from .selectors import hostname_cache_key
+
+
+def _forget_hostnames(hostnames: set[str]) -> None:
+    keys = [hostname_cache_key(h) for h in hostnames if h]
+    if not keys:
+        return
+    cache.delete_many(keys)
+    transaction.on_commit(lambda: cache.delete_many(keys))
+
+
+@receiver(pre_save, sender=Domain)
+def _remember_previous_hostname(sender, instance: Domain, **kwargs) -> None:
+    instance._previous_hostname = None
+    if instance.pk:
+        instance._previous_hostname = (
+            Domain.objects.filter(pk=instance.pk).values_list("domain", flat=True).first()
+        )
+
+
+@receiver(post_save, sender=Domain)
+@receiver(post_delete, sender=Domain)
+def _domain_changed(sender, instance: Domain, **kwargs) -> None:
+    _forget_hostnames({instance.domain, getattr(instance, "_previous_hostname", None)})
+
+
+@receiver(post_save, sender=Tenant)
+@receiver(post_delete, sender=Tenant)
+def _tenant_changed(sender, instance: Tenant, **kwargs) -> None:
+    hostnames = set(Domain.objects.filter(tenant_id=instance.pk).values_list("domain", flat=True))
+    _forget_hostnames(hostnames)

@@ -1,0 +1,110 @@
+"""Provisioning through the service and the management commands."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django_tenants.utils import schema_exists
+
+from apps.accounts.models import Membership, User
+from apps.content.models import Document
+from apps.tenancy import services
+from apps.tenancy.activation import tenant_activated
+from apps.tenancy.models import Tenant
+from tests.support import manage
+
+pytestmark = pytest.mark.django_db
+
+
+def run_command(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def test_create_tenant_makes_schema_domain_and_owner(tenants):
+    output = run_command("create_tenant", "gamma", "--name", "Gamma", "--admin-email", "Boss@Gamma.test")
+    tenant = Tenant.objects.get(slug="gamma")
+    assert tenant.schema_name == "t_gamma"
+    assert schema_exists("t_gamma")
+    assert tenant.domains.get().domain == "gamma.localhost"
+    owner = User.objects.get(email="boss@gamma.test")
+    assert Membership.objects.get(user=owner, tenant=tenant).role == "owner"
+    assert "owner password (shown once)" in output
+    with tenant_activated(tenant):
+        assert Document.objects.count() == 0  # the tenant's tables exist
+
+
+def test_create_tenant_twice_is_a_no_op(tenants):
+    run_command("create_tenant", "gamma", "--name", "Gamma", "--admin-email", "boss@gamma.test")
+    output = run_command("create_tenant", "gamma", "--name", "Gamma", "--admin-email", "boss@gamma.test")
+    assert "Already present" in output
+    assert "password" not in output
+    assert Tenant.objects.filter(slug="gamma").count() == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["alpha", "--name", "Someone Else", "--admin-email", "x@y.test"], "slug: The slug 'alpha' is taken"),
+        (["Not A Slug", "--name", "X", "--admin-email", "x@y.test"], "slug: A tenant slug is"),
+        (["ab", "--name", "X", "--admin-email", "x@y.test"], "slug: A tenant slug is"),
+        (["admin", "--name", "X", "--admin-email", "x@y.test"], "reserved"),
+        (["delta", "--name", "X", "--admin-email", "x@y.test", "--domain", "alpha.localhost"], "already belongs"),
+        (["delta", "--name", "X", "--admin-email", "not-an-email"], "email: 'not-an-email' is not a valid"),
+        (["delta", "--name", "   ", "--admin-email", "x@y.test"], "name: A tenant needs a name"),
+    ],
+)
+def test_create_tenant_rejects_bad_input_clearly(tenants, args, message):
+    before = Tenant.objects.count()
+    with pytest.raises(CommandError, match=message):
+        run_command("create_tenant", *args)
+    assert Tenant.objects.count() == before
+
+
+def test_failed_provisioning_leaves_no_half_made_tenant(tenants, monkeypatch):
+    def broken_grant(**kwargs):
+        raise RuntimeError("membership store unavailable")
+
+    monkeypatch.setattr(services, "membership_grant", broken_grant)
+    with pytest.raises(RuntimeError):
+        services.tenant_create(slug="broken", name="Broken", admin_email="b@broken.test")
+    assert not Tenant.objects.filter(slug="broken").exists()
+    assert not schema_exists("t_broken")
+
+
+def test_seed_demo_is_idempotent(tenants):
+    first = run_command("seed_demo")
+    second = run_command("seed_demo")
+    assert "documents added: 5" in first
+    assert "documents added: 0" in second
+    demo = Tenant.objects.get(slug="demo")
+    with tenant_activated(demo):
+        assert Document.objects.count() == 5
+    assert User.objects.get(email="operator@example.com").is_superuser
+
+
+def test_set_tenant_status_command(tenants):
+    run_command("set_tenant_status", "beta", "suspended")
+    assert Tenant.objects.get(slug="beta").status == "suspended"
+    with pytest.raises(CommandError, match="No tenant with slug 'nope'"):
+        run_command("set_tenant_status", "nope", "active")
+    with pytest.raises(CommandError, match="cannot change status"):
+        run_command("set_tenant_status", "public", "suspended")
+
+
+def test_list_tenants_command(tenants):
+    output = run_command("list_tenants")
+    assert "alpha" in output and "beta.localhost" in output
+    assert "2 tenant(s)" in output
+
+
+def test_command_errors_exit_non_zero_without_traceback(tenants):
+    result = manage("create_tenant", "Bad Slug!", "--name", "X", "--admin-email", "x@y.test")
+    assert result.returncode == 1
+    assert "CommandError: slug:" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,8 @@
+"""Developer machine: readable logs unless asked otherwise, debug on."""
+
+from .base import *  # noqa: F403
+from .base import env, env_bool
+
+# Debug pages stay off unless asked for: the platform answers errors as JSON.
+DEBUG = env_bool("DJANGO_DEBUG", False)
+LOG_FORMAT = env("LOG_FORMAT", "json")

@@ -1,0 +1,10 @@
+"""Test suite: the same real services as production, faster hashing."""
+
+from .base import *  # noqa: F403
+from .base import CACHES, env
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# Each test run keeps its cache entries apart from a developer's running platform.
+CACHES["default"]["KEY_PREFIX"] = env("CACHE_KEY_PREFIX", "saas-test")
+LOG_LEVEL = env("LOG_LEVEL", "WARNING")
+LOGGING["root"]["level"] = LOG_LEVEL  # noqa: F405

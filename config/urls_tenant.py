@@ -1,0 +1,18 @@
+"""URLs of a tenant's host: <slug>.PLATFORM_DOMAIN."""
+
+from django.http import JsonResponse
+from django.urls import path
+
+from apps.backoffice.sites import tenant_admin_site
+
+from .urls_common import handler400, handler403, handler404, handler500  # noqa: F401
+
+
+def index(request):
+    return JsonResponse({"tenant": request.tenant.slug, "name": request.tenant.name, "admin": "/admin/"})
+
+
+urlpatterns = [
+    path("", index, name="tenant-index"),
+    path("admin/", tenant_admin_site.urls),
+]
