@@ -79,10 +79,11 @@ TENANT_NEGATIVE_CACHE_TIMEOUT = int(env("TENANT_NEGATIVE_CACHE_TIMEOUT", "30"))
 AUTH_USER_MODEL = "accounts.User"
 
 MIDDLEWARE = [
+    # First, so that every response (probes included) is counted and timed.
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     # Probes and scrapes are answered before host validation and tenant
     # resolution: a kubelet calls them by pod IP, and they must not need a DB.
     "apps.observability.middleware.OperationalEndpointsMiddleware",
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.observability.middleware.RequestIdMiddleware",
     "apps.tenancy.middleware.TenantMiddleware",
     "django.middleware.security.SecurityMiddleware",

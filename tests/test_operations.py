@@ -1,0 +1,109 @@
+"""Probes, readiness, request ids and structured logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+
+import pytest
+from django.test import override_settings
+
+from apps.observability.logging import ContextFilter, JsonFormatter
+
+DEAD_REDIS = "redis://127.0.0.1:1/0"
+
+
+def test_healthz_answers_on_any_host_without_io(client):
+    # No django_db mark: any database access here would raise.
+    response = client.get("/healthz", HTTP_HOST="10.1.2.3:8000")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_reports_each_dependency(client):
+    response = client.get("/readyz", HTTP_HOST="anything.example")
+    assert response.status_code == 200
+    checks = response.json()["checks"]
+    assert {name: c["status"] for name, c in checks.items()} == {"database": "up", "redis": "up", "broker": "up"}
+
+
+@pytest.mark.django_db
+def test_readyz_is_503_fast_when_redis_is_down(client):
+    with override_settings(REDIS_URL=DEAD_REDIS, CELERY_BROKER_URL=DEAD_REDIS):
+        started = time.monotonic()
+        response = client.get("/readyz")
+        elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["redis"]["status"] == "down"
+    assert body["checks"]["database"]["status"] == "up"
+    assert elapsed < 5, "a dead dependency must not hang the probe"
+
+
+@pytest.mark.django_db
+def test_tenant_pages_still_served_when_the_cache_is_down(client, alpha, settings):
+    settings.CACHES = {
+        "default": {
+            **settings.CACHES["default"],
+            "LOCATION": DEAD_REDIS,
+        }
+    }
+    response = client.get("/", HTTP_HOST="alpha.localhost")
+    assert response.status_code == 200
+
+
+@pytest.mark.django_db
+def test_request_id_is_echoed(client, alpha):
+    response = client.get("/", HTTP_HOST="alpha.localhost", HTTP_X_REQUEST_ID="req-123")
+    assert response["X-Request-ID"] == "req-123"
+
+
+@pytest.mark.django_db
+def test_request_id_is_generated_when_missing_or_unsafe(client, alpha):
+    generated = client.get("/", HTTP_HOST="alpha.localhost")["X-Request-ID"]
+    assert len(generated) == 32
+    unsafe = client.get("/", HTTP_HOST="alpha.localhost", HTTP_X_REQUEST_ID="bad id\nwith newline")
+    assert unsafe["X-Request-ID"] != "bad id\nwith newline"
+    assert len(unsafe["X-Request-ID"]) == 32
+
+
+@pytest.fixture
+def json_log_lines():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(JsonFormatter("%(levelname)s %(name)s %(message)s"))
+    # "django" does not propagate to the root (it has its own handler).
+    loggers = [logging.getLogger(), logging.getLogger("django")]
+    old_levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    for logger, level in zip(loggers, old_levels):
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.mark.django_db
+def test_every_log_line_of_a_request_has_request_id_and_tenant(client, alpha, json_log_lines):
+    client.get("/missing-page", HTTP_HOST="alpha.localhost", HTTP_X_REQUEST_ID="trace-42")
+    lines = json_log_lines()
+    request_lines = [line for line in lines if line.get("request_id") == "trace-42"]
+    assert {line["name"] for line in request_lines} >= {"apps.request", "django.request"}
+    # Django's own "Not Found" warning is logged after the middleware returns.
+    assert any(line["message"].startswith("Not Found") for line in request_lines)
+    assert all(line["tenant"] == "alpha" for line in request_lines)
+
+
+@pytest.mark.django_db
+def test_log_context_does_not_leak_into_the_next_request(client, alpha, json_log_lines):
+    client.get("/", HTTP_HOST="alpha.localhost", HTTP_X_REQUEST_ID="first")
+    client.get("/healthz", HTTP_HOST="localhost", HTTP_X_REQUEST_ID="second")
+    client.get("/", HTTP_HOST="localhost", HTTP_X_REQUEST_ID="third")
+    third = [line for line in json_log_lines() if line.get("request_id") == "third"]
+    assert third and all(line["tenant"] == "-" for line in third)
