@@ -90,3 +90,17 @@ def test_operator_admin_lists_tenants_and_domains(alpha, beta, django_user_model
     page = ops.get("/admin/tenancy/tenant/").content
     assert b"alpha" in page and b"beta" in page
     assert b"alpha.localhost" in ops.get("/admin/tenancy/domain/").content
+
+
+def test_admin_of_two_tenants_sees_no_names_from_one_on_the_other(alpha, beta, django_user_model):
+    from apps.accounts.services import membership_grant
+
+    both = django_user_model.objects.create_user(email="both@tenants.test", password="both-pass")
+    membership_grant(user=both, tenant_id=alpha.pk, role="admin")
+    membership_grant(user=both, tenant_id=beta.pk, role="admin")
+    on_alpha = logged_in("alpha.localhost", "both@tenants.test", "both-pass")
+    on_alpha.post("/admin/content/document/add/", {"title": "Alpha merger memo", "body": ""})
+    on_beta = logged_in("beta.localhost", "both@tenants.test", "both-pass")
+    page = on_beta.get("/admin/").content
+    assert b"Content" in page  # the tenant app is listed
+    assert b"Alpha merger memo" not in page

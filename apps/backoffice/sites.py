@@ -39,6 +39,7 @@ class TenantAdminSite(admin.AdminSite):
     site_title = "Tenant admin"
     index_title = "Your organisation's data"
     login_form = TenantAdminAuthenticationForm
+    index_template = "tenant_admin/index.html"
 
     def has_permission(self, request) -> bool:
         tenant_id = _request_tenant_id(request)
@@ -76,6 +77,21 @@ class TenantModelAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return self.admin_site.has_permission(request)
+
+    # Django's LogEntry lives in the control plane and is keyed by user only;
+    # writing tenant object names there would let them surface on another
+    # tenant's admin. Tenant changes are recorded inside the tenant instead.
+    def log_addition(self, request, obj, message):
+        return None
+
+    def log_change(self, request, obj, message):
+        return None
+
+    def log_deletion(self, request, obj, object_repr):
+        return None
+
+    def log_deletions(self, request, queryset):
+        return None
 
 
 admin.site.site_header = "Platform operations"
