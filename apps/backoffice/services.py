@@ -10,7 +10,13 @@ from apps.accounts.services import user_ensure
 from apps.content.models import Document
 from apps.content.services import document_create
 from apps.tenancy.activation import tenant_activated
-from apps.tenancy.services import ProvisionedTenant, public_tenant_ensure, tenant_create
+from apps.tenancy.routers import tenant_write_alias
+from apps.tenancy.services import (
+    ProvisionedTenant,
+    public_tenant_ensure,
+    shard_register_configured,
+    tenant_create,
+)
 
 DEMO_SLUG = "demo"
 DEMO_NAME = "Demo Company"
@@ -41,13 +47,14 @@ def demo_seed() -> DemoSeed:
     documents.
     """
     public_tenant_ensure()
+    shard_register_configured()
     user_ensure(email=OPERATOR_EMAIL, password=OPERATOR_PASSWORD, superuser=True)
     provisioned = tenant_create(
         slug=DEMO_SLUG, name=DEMO_NAME, admin_email=DEMO_OWNER_EMAIL, admin_password=DEMO_OWNER_PASSWORD
     )
     owner = user_ensure(email=DEMO_OWNER_EMAIL, password=DEMO_OWNER_PASSWORD)
     created = 0
-    with tenant_activated(provisioned.tenant), transaction.atomic():
+    with tenant_activated(provisioned.tenant), transaction.atomic(using=tenant_write_alias()):
         existing = set(Document.objects.values_list("title", flat=True))
         for title, body in DEMO_DOCUMENTS:
             if title not in existing:

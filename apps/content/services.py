@@ -5,14 +5,16 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from apps.tenancy.routers import tenant_write_alias
+
 from .models import Document
 
 
-@transaction.atomic
 def document_create(*, title: str, body: str = "", author_id: int | None = None) -> Document:
     title = (title or "").strip()
     if not title:
         raise ValidationError({"title": "A document needs a title."})
     if len(title) > 300:
         raise ValidationError({"title": "A title is at most 300 characters."})
-    return Document.objects.create(title=title, body=body or "", author_id=author_id)
+    with transaction.atomic(using=tenant_write_alias()):
+        return Document.objects.create(title=title, body=body or "", author_id=author_id)

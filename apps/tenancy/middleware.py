@@ -1,26 +1,62 @@
-"""Resolve the tenant from the Host header and activate its schema."""
+"""Resolve the tenant from the Host header and activate it on its shard."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import DisallowedHost
-from django.db import connection
+from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.urls import set_urlconf
 
 from apps.api.problems import problem_response
 from apps.observability.context import tenant_var
 
+from . import planes
+from .activation import activate, deactivate
+from .context import pin_primary, wrote_var
 from .selectors import tenant_for_hostname
+
+logger = logging.getLogger(__name__)
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FROZEN_RETRY_AFTER_SECONDS = 30
+SHARD_DOWN_RETRY_AFTER_SECONDS = 10
+
+
+def client_key(request: HttpRequest) -> str | None:
+    """A stable, non-secret id for the caller: its credentials, hashed.
+
+    Taken from the Authorization header or the session cookie, so it is known
+    before authentication runs (DRF authenticates inside the view).
+    """
+    credential = request.headers.get("Authorization") or request.COOKIES.get(settings.SESSION_COOKIE_NAME)
+    if not credential:
+        return None
+    return hashlib.sha256(credential.encode()).hexdigest()[:24]
+
+
+def read_your_writes_key(tenant, client: str) -> str:
+    return f"tenancy:ryw:{tenant.pk}:{client}"
+
+
+def unavailable(detail: str, retry_after: int, code: str) -> HttpResponse:
+    return problem_response(
+        503, code=code, title="Temporarily unavailable", detail=detail, headers={"Retry-After": str(retry_after)}
+    )
 
 
 class TenantMiddleware:
-    """Hostname -> tenant (cached), then ``SET search_path`` once.
+    """Hostname -> tenant (cached), then activate it on its shard.
 
-    Written instead of subclassing django-tenants' TenantMainMiddleware because
-    the platform needs JSON errors for unknown hosts and suspended tenants, a
-    cached lookup, and a reset after the response so that nothing of one
-    request's tenant survives on the worker's connection into the next.
+    Written instead of subclassing django-tenants' TenantMainMiddleware: the
+    platform needs JSON errors, a cached lookup, per-shard activation (the
+    library knows a single database), write freezes and read-your-writes, and
+    a reset after the response so nothing of this request's tenant survives
+    on the worker's connections into the next.
     """
 
     def __init__(self, get_response):
@@ -30,17 +66,11 @@ class TenantMiddleware:
         try:
             hostname = request.get_host().rsplit(":", 1)[0].lower()
         except DisallowedHost:
-            return problem_response(
-                400, code="invalid-host", detail="This host name is not served by the platform."
-            )
+            return problem_response(400, code="invalid-host", detail="This host name is not served by the platform.")
 
-        # Registry lookups (on a cache miss) read the public schema.
-        connection.set_schema_to_public()
         tenant = tenant_for_hostname(hostname)
         if tenant is None:
-            return problem_response(
-                404, code="unknown-tenant", detail=f"No tenant is served at '{hostname}'."
-            )
+            return problem_response(404, code="unknown-tenant", detail=f"No tenant is served at '{hostname}'.")
         if tenant.is_suspended:
             return problem_response(
                 403,
@@ -48,17 +78,46 @@ class TenantMiddleware:
                 title="Tenant suspended",
                 detail=f"The tenant '{tenant.slug}' is suspended. Contact the platform operators to restore access.",
             )
-
-        tenant.domain_url = hostname
         request.tenant = tenant
-        connection.set_tenant(tenant)
+        tenant.domain_url = hostname
         if tenant.is_public:
+            tenant_var.set(None)
             request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
             set_urlconf(request.urlconf)
-        tenant_var.set(None if tenant.is_public else tenant.slug)
+            try:
+                return self.get_response(request)
+            finally:
+                set_urlconf(None)
+
+        if tenant.shard is None or tenant.shard.alias not in settings.DATABASES:
+            logger.error("tenant shard not configured", extra={"shard": getattr(tenant.shard, "alias", None)})
+            return unavailable("This tenant's data store is not reachable from here.", 60, "shard-unavailable")
+        if request.method not in SAFE_METHODS and not tenant.accepts_writes:
+            return unavailable(
+                "This tenant is being maintained; reading works, writing is paused for a moment.",
+                FROZEN_RETRY_AFTER_SECONDS,
+                "writes-frozen",
+            )
+
+        tokens = activate(tenant)
+        client = client_key(request)
+        if client and cache.get(read_your_writes_key(tenant, client)):
+            pin_primary(settings.READ_YOUR_WRITES_SECONDS)
         try:
-            return self.get_response(request)
+            response = self.get_response(request)
+            if client and wrote_var.get():
+                cache.set(read_your_writes_key(tenant, client), 1, settings.READ_YOUR_WRITES_SECONDS)
+            return response
         finally:
-            # Lazy: no query now; the next request's set_tenant decides the path.
-            connection.set_schema_to_public()
-            set_urlconf(None)
+            deactivate(tenant, tokens, keep_log_context=True)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        tenant = getattr(request, "tenant", None)
+        if isinstance(exception, OperationalError) and tenant is not None and tenant.shard is not None:
+            logger.warning("tenant shard unavailable", extra={"shard": tenant.shard.name, "error": str(exception)[:200]})
+            return unavailable(
+                f"The data store of tenant '{tenant.slug}' is unavailable. Try again shortly.",
+                SHARD_DOWN_RETRY_AFTER_SECONDS,
+                "shard-unavailable",
+            )
+        return None

@@ -32,6 +32,36 @@ def schema_name_for_slug(slug: str) -> str:
     return "t_" + slug.replace("-", "_")
 
 
+class Shard(models.Model):
+    """A PostgreSQL database that holds tenant schemas.
+
+    Logical placement only: ``alias`` names the entry in settings.DATABASES
+    that says how to reach it (built from SHARD_URLS).
+    """
+
+    class State(models.TextChoices):
+        ACTIVE = "active", "Active"  # takes new tenants, serves reads and writes
+        DRAINING = "draining", "Draining"  # serves its tenants, takes no new ones
+        READ_ONLY = "read_only", "Read-only"  # serves reads; writes answer 503
+
+    name = models.SlugField(max_length=40, unique=True)
+    alias = models.CharField(max_length=60, unique=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
+    # Relative capacity: placement aims at tenant counts proportional to weight.
+    weight = models.PositiveIntegerField(default=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def accepts_writes(self) -> bool:
+        return self.state != self.State.READ_ONLY
+
+
 class Tenant(TenantMixin):
     class Plan(models.TextChoices):
         FREE = "free", "Free"
@@ -46,13 +76,18 @@ class Tenant(TenantMixin):
     name = models.CharField(max_length=200)
     plan = models.CharField(max_length=20, choices=Plan.choices, default=Plan.FREE)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
+    # Null only for the platform's own (public) tenant, which has no data schema.
+    shard = models.ForeignKey(Shard, on_delete=models.PROTECT, null=True, blank=True, related_name="tenants")
+    # Set while the tenant is being moved between shards: reads go on, writes
+    # answer 503 with Retry-After.
+    writes_frozen = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
-    # The schema is created (and migrated) by the provisioning service, inside
-    # its transaction; see services.tenant_create.
-    auto_create_schema = True
-    auto_drop_schema = True
+    # django-tenants would create and drop schemas on the control database;
+    # schemas live on shards, so the provisioning service does it instead.
+    auto_create_schema = False
+    auto_drop_schema = False
 
     class Meta:
         ordering = ["slug"]
@@ -67,6 +102,10 @@ class Tenant(TenantMixin):
     @property
     def is_suspended(self) -> bool:
         return self.status == self.Status.SUSPENDED
+
+    @property
+    def accepts_writes(self) -> bool:
+        return not self.writes_frozen and (self.shard is None or self.shard.accepts_writes)
 
 
 class Domain(DomainMixin):

@@ -28,7 +28,7 @@ def tenant_for_hostname(hostname: str) -> Tenant | None:
         return None
     if isinstance(cached, Tenant):
         return cached
-    domain = Domain.objects.select_related("tenant").filter(domain=hostname.lower()).first()
+    domain = Domain.objects.select_related("tenant__shard").filter(domain=hostname.lower()).first()
     if domain is None:
         cache.set(key, _MISSING, settings.TENANT_NEGATIVE_CACHE_TIMEOUT)
         return None
@@ -48,3 +48,28 @@ def tenant_list():
 def tenant_primary_hostname(tenant: Tenant) -> str | None:
     domain = tenant.domains.filter(is_primary=True).first() or tenant.domains.first()
     return domain.domain if domain else None
+
+
+def shard_list_with_counts():
+    """Shards with ``tenant_count`` annotated, for operators."""
+    from django.db.models import Count
+
+    from .models import Shard
+
+    return Shard.objects.annotate(tenant_count=Count("tenants")).order_by("name")
+
+
+def tenant_location(*, slug: str) -> dict | None:
+    """Where a tenant lives: shard, alias, schema, and whether it is writable."""
+    tenant = Tenant.objects.select_related("shard").filter(slug=slug).first()
+    if tenant is None:
+        return None
+    return {
+        "slug": tenant.slug,
+        "schema": tenant.schema_name,
+        "shard": tenant.shard.name if tenant.shard else None,
+        "alias": tenant.shard.alias if tenant.shard else None,
+        "shard_state": tenant.shard.state if tenant.shard else None,
+        "writes_frozen": tenant.writes_frozen,
+        "status": tenant.status,
+    }

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 
 from apps.accounts.models import Membership
 from apps.accounts.services import membership_grant, normalize_email, user_ensure
 
-from .models import Domain, Tenant, schema_name_for_slug, validate_slug
+from . import planes, schemas
+from .models import Domain, Shard, Tenant, schema_name_for_slug, validate_slug
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,43 @@ class ProvisionedTenant:
     created: bool
     admin_email: str
     admin_password: str | None  # set only when a new admin user was made
+    seconds: float = 0.0
+
+
+def shard_register_configured() -> list[Shard]:
+    """Make sure every shard alias in settings has a registry row."""
+    shards = []
+    for alias in planes.shard_aliases():
+        name = alias.removeprefix(settings.SHARD_ALIAS_PREFIX)
+        shard, _ = Shard.objects.get_or_create(alias=alias, defaults={"name": name})
+        shards.append(shard)
+    return shards
+
+
+def shard_choose(*, name: str | None = None) -> Shard:
+    """The shard for a new tenant: ``name`` if given, else the least loaded.
+
+    Load is tenant count relative to weight, over active shards whose
+    connection is configured here.
+    """
+    configured = set(planes.shard_aliases())
+    if name:
+        shard = Shard.objects.filter(name=name).first()
+        if shard is None or shard.alias not in configured:
+            raise ValidationError({"shard": f"No configured shard is named '{name}'."})
+        if shard.state != Shard.State.ACTIVE:
+            raise ValidationError({"shard": f"Shard '{name}' is {shard.state} and takes no new tenants."})
+        return shard
+    candidates = [
+        shard
+        for shard in Shard.objects.filter(state=Shard.State.ACTIVE, weight__gt=0).annotate(
+            tenant_count=models.Count("tenants")
+        )
+        if shard.alias in configured
+    ]
+    if not candidates:
+        raise ValidationError({"shard": "No active shard takes new tenants."})
+    return min(candidates, key=lambda s: ((s.tenant_count + 1) / s.weight, s.name))
 
 
 def default_hostname(slug: str) -> str:
@@ -69,14 +108,18 @@ def tenant_create(
     domain: str | None = None,
     plan: str = Tenant.Plan.FREE,
     admin_password: str | None = None,
+    shard: str | None = None,
 ) -> ProvisionedTenant:
     """Provision a tenant: registry row, schema (migrated), domain, owner.
 
     Idempotent: asking again for a tenant that exists with the same name and
     domain changes nothing and reports ``created=False``. A slug or domain
-    held by a different tenant is a ValidationError naming the field. The
-    whole provisioning is one transaction, so a failure (a migration error,
-    say) leaves neither a registry row nor a schema behind.
+    held by a different tenant is a ValidationError naming the field.
+
+    The tenant goes to ``shard`` (a shard name) or the least loaded active
+    shard. The schema is created and migrated in a transaction on the shard
+    and the registry rows are committed inside it, so a failure at any step
+    (a migration error, say) leaves neither a schema nor a registry row.
     """
     slug = (slug or "").strip().lower()
     domain = (domain or default_hostname(slug)).strip().lower()
@@ -97,14 +140,38 @@ def tenant_create(
             membership_grant(user=owner.user, tenant_id=existing.pk, role=Membership.Role.OWNER)
         return ProvisionedTenant(existing, domain, False, admin_email, owner.password if owner.created else None)
 
-    with transaction.atomic():
-        tenant = Tenant(slug=slug, name=name.strip(), plan=plan, schema_name=schema_name_for_slug(slug))
-        tenant.save(verbosity=0)
-        Domain.objects.create(domain=domain, tenant=tenant, is_primary=True)
-        owner = user_ensure(email=admin_email, password=admin_password)
-        membership_grant(user=owner.user, tenant_id=tenant.pk, role=Membership.Role.OWNER)
-    logger.info("tenant provisioned", extra={"tenant_slug": slug, "schema": tenant.schema_name})
-    return ProvisionedTenant(tenant, domain, True, admin_email, owner.password if owner.created else None)
+    started = time.perf_counter()
+    target = shard_choose(name=shard)
+    schema = schema_name_for_slug(slug)
+    alias = target.alias
+    if schemas.schema_exists(alias, schema):
+        raise ValidationError(
+            {"slug": f"Schema '{schema}' already exists on shard '{target.name}' without a tenant; "
+                     "an operator must inspect and drop it before this slug can be used."}
+        )
+    registered: Tenant | None = None
+    try:
+        with transaction.atomic(using=alias):
+            schemas.create_schema(alias, schema)
+            schemas.migrate_schema(alias, schema)
+            with transaction.atomic(using="default"):
+                tenant = Tenant(slug=slug, name=name.strip(), plan=plan, schema_name=schema, shard=target)
+                tenant.save()
+                Domain.objects.create(domain=domain, tenant=tenant, is_primary=True)
+                owner = user_ensure(email=admin_email, password=admin_password)
+                membership_grant(user=owner.user, tenant_id=tenant.pk, role=Membership.Role.OWNER)
+            registered = tenant
+    except Exception:
+        if registered is not None and not transaction.get_connection("default").in_atomic_block:
+            # The shard's commit failed after the registry's: undo the registry.
+            Tenant.objects.filter(pk=registered.pk).delete()
+        raise
+    seconds = time.perf_counter() - started
+    logger.info(
+        "tenant provisioned",
+        extra={"tenant_slug": slug, "schema": schema, "shard": target.name, "seconds": round(seconds, 3)},
+    )
+    return ProvisionedTenant(tenant, domain, True, admin_email, owner.password if owner.created else None, seconds)
 
 
 def tenant_set_status(*, tenant: Tenant, status: str) -> Tenant:

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from .models import Domain, Tenant
+from .models import Domain, Shard, Tenant
 from .selectors import hostname_cache_key
 
 
@@ -45,4 +45,11 @@ def _domain_changed(sender, instance: Domain, **kwargs) -> None:
 @receiver(post_delete, sender=Tenant)
 def _tenant_changed(sender, instance: Tenant, **kwargs) -> None:
     hostnames = set(Domain.objects.filter(tenant_id=instance.pk).values_list("domain", flat=True))
+    _forget_hostnames(hostnames)
+
+
+@receiver(post_save, sender=Shard)
+def _shard_changed(sender, instance: Shard, **kwargs) -> None:
+    # Cached tenants carry their shard (state, alias); refresh all of them.
+    hostnames = set(Domain.objects.filter(tenant__shard_id=instance.pk).values_list("domain", flat=True))
     _forget_hostnames(hostnames)

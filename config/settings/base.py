@@ -117,18 +117,59 @@ WSGI_APPLICATION = "config.wsgi.application"
 ASGI_APPLICATION = "config.asgi.application"
 
 # --- data tier ------------------------------------------------------------
+# The control plane (tenant registry, users, shards, ...) is `default`.
+# Tenant schemas live on shards: further aliases `shard_<name>`, each a
+# PostgreSQL database that may sit on another server, optionally with a
+# streaming replica `shard_<name>_replica` for reads. Which tenant is on which
+# shard is data (the Shard and Tenant rows); how to reach a shard is this
+# configuration, so a shard can change servers without a code change.
+#
+#   SHARD_URLS="main=postgres://...,eu2=postgres://..."
+#   SHARD_REPLICA_URLS="eu2=postgres://replica-host/..."
+#
+# With no SHARD_URLS, one shard `main` shares the control database.
 DATABASE_URL = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/saas_platform")
-DATABASES = {
-    "default": dj_database_url.parse(
-        DATABASE_URL,
-        conn_max_age=int(env("DB_CONN_MAX_AGE", "60")),
-        conn_health_checks=True,
-    )
-}
-DATABASES["default"]["ENGINE"] = "django_tenants.postgresql_backend"
-# A dead database must fail a request (and /readyz) in seconds, not hang it.
-DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = int(env("DB_CONNECT_TIMEOUT", "3"))
-DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+DB_CONN_MAX_AGE = int(env("DB_CONN_MAX_AGE", "60"))
+SHARD_CONNECT_TIMEOUT = int(env("SHARD_CONNECT_TIMEOUT", "2"))
+SHARD_ALIAS_PREFIX = "shard_"
+REPLICA_ALIAS_SUFFIX = "_replica"
+
+
+def parse_named_urls(value: str | None) -> dict[str, str]:
+    named = {}
+    for item in (value or "").split(","):
+        if item.strip():
+            name, _, url = item.strip().partition("=")
+            named[name.strip()] = url.strip()
+    return named
+
+
+def database_config(url: str, *, connect_timeout: int) -> dict:
+    config = dj_database_url.parse(url, conn_max_age=DB_CONN_MAX_AGE, conn_health_checks=True)
+    config["ENGINE"] = "django_tenants.postgresql_backend"
+    # A dead server must fail a request (and /readyz) in seconds, not hang it.
+    config.setdefault("OPTIONS", {})["connect_timeout"] = connect_timeout
+    return config
+
+
+DATABASES = {"default": database_config(DATABASE_URL, connect_timeout=int(env("DB_CONNECT_TIMEOUT", "3")))}
+SHARD_URLS = parse_named_urls(env("SHARD_URLS")) or {"main": DATABASE_URL}
+SHARD_REPLICA_URLS = parse_named_urls(env("SHARD_REPLICA_URLS"))
+for _shard, _url in SHARD_URLS.items():
+    DATABASES[SHARD_ALIAS_PREFIX + _shard] = database_config(_url, connect_timeout=SHARD_CONNECT_TIMEOUT)
+for _shard, _url in SHARD_REPLICA_URLS.items():
+    _replica = database_config(_url, connect_timeout=SHARD_CONNECT_TIMEOUT)
+    # In tests the replica receives the primary's test database by streaming
+    # replication; it must not try to create one itself.
+    _replica["TEST"] = {"MIRROR": SHARD_ALIAS_PREFIX + _shard}
+    DATABASES[SHARD_ALIAS_PREFIX + _shard + REPLICA_ALIAS_SUFFIX] = _replica
+# Tenant reads go to a shard's replica when one is configured and this is on.
+REPLICA_READS = env_bool("REPLICA_READS", True)
+# Seconds after a client's write during which its reads stay on the primary.
+READ_YOUR_WRITES_SECONDS = float(env("READ_YOUR_WRITES_SECONDS", "5"))
+DATABASE_ROUTERS = ["apps.tenancy.routers.ShardRouter"]
+# django-tenants' own sync router only knows one database; ours replaces it.
+TENANT_SYNC_ROUTER = "apps.tenancy.routers.ShardRouter"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -8,3 +8,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES["default"]["KEY_PREFIX"] = env("CACHE_KEY_PREFIX", "saas-test")
 LOG_LEVEL = env("LOG_LEVEL", "WARNING")
 LOGGING["root"]["level"] = LOG_LEVEL  # noqa: F405
+# Most tests run inside a transaction that a replica cannot see; the tests
+# of replica routing switch this on and use committed data.
+REPLICA_READS = False

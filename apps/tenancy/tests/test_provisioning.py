@@ -8,11 +8,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django_tenants.utils import schema_exists
 
 from apps.accounts.models import Membership, User
 from apps.content.models import Document
-from apps.tenancy import services
+from apps.tenancy import schemas, services
 from apps.tenancy.activation import tenant_activated
 from apps.tenancy.models import Tenant
 from tests.support import manage
@@ -27,12 +26,12 @@ def run_command(*args: str) -> str:
 
 
 def test_create_tenant_makes_schema_domain_and_owner(tenants):
-    output = run_command("create_tenant", "gamma", "--name", "Gamma", "--admin-email", "Boss@Gamma.test")
-    tenant = Tenant.objects.get(slug="gamma")
-    assert tenant.schema_name == "t_gamma"
-    assert schema_exists("t_gamma")
-    assert tenant.domains.get().domain == "gamma.localhost"
-    owner = User.objects.get(email="boss@gamma.test")
+    output = run_command("create_tenant", "delta", "--name", "Delta", "--admin-email", "Boss@Delta.test")
+    tenant = Tenant.objects.get(slug="delta")
+    assert tenant.schema_name == "t_delta"
+    assert schemas.schema_exists(tenant.shard.alias, "t_delta")
+    assert tenant.domains.get().domain == "delta.localhost"
+    owner = User.objects.get(email="boss@delta.test")
     assert Membership.objects.get(user=owner, tenant=tenant).role == "owner"
     assert "owner password (shown once)" in output
     with tenant_activated(tenant):
@@ -40,11 +39,11 @@ def test_create_tenant_makes_schema_domain_and_owner(tenants):
 
 
 def test_create_tenant_twice_is_a_no_op(tenants):
-    run_command("create_tenant", "gamma", "--name", "Gamma", "--admin-email", "boss@gamma.test")
-    output = run_command("create_tenant", "gamma", "--name", "Gamma", "--admin-email", "boss@gamma.test")
+    run_command("create_tenant", "delta", "--name", "Delta", "--admin-email", "boss@delta.test")
+    output = run_command("create_tenant", "delta", "--name", "Delta", "--admin-email", "boss@delta.test")
     assert "Already present" in output
     assert "password" not in output
-    assert Tenant.objects.filter(slug="gamma").count() == 1
+    assert Tenant.objects.filter(slug="delta").count() == 1
 
 
 @pytest.mark.parametrize(
@@ -74,7 +73,7 @@ def test_failed_provisioning_leaves_no_half_made_tenant(tenants, monkeypatch):
     with pytest.raises(RuntimeError):
         services.tenant_create(slug="broken", name="Broken", admin_email="b@broken.test")
     assert not Tenant.objects.filter(slug="broken").exists()
-    assert not schema_exists("t_broken")
+    assert not schemas.schema_exists("shard_main", "t_broken")
 
 
 def test_seed_demo_is_idempotent(tenants):
@@ -100,7 +99,7 @@ def test_set_tenant_status_command(tenants):
 def test_list_tenants_command(tenants):
     output = run_command("list_tenants")
     assert "alpha" in output and "beta.localhost" in output
-    assert "2 tenant(s)" in output
+    assert "3 tenant(s)" in output
 
 
 def test_command_errors_exit_non_zero_without_traceback(tenants):
