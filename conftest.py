@@ -43,6 +43,9 @@ def django_db_setup(django_db_setup, django_db_blocker):
         connections[alias].close()
         connections[alias].settings_dict = replica_settings
     yield
+    # Aliases sharing a test database keep their own connections; close them
+    # all or dropping the database fails ("being accessed by other users").
+    connections.close_all()
 
 
 @pytest.fixture(scope="session")

@@ -73,3 +73,37 @@ def tenant_location(*, slug: str) -> dict | None:
         "writes_frozen": tenant.writes_frozen,
         "status": tenant.status,
     }
+
+
+def rebalance_plan() -> list[tuple[str, str, str]]:
+    """Moves (tenant slug, from shard, to shard) that would even out the shards.
+
+    Targets are tenant counts proportional to weight over active shards; a
+    draining shard's target is zero, so its tenants are all planned away.
+    Read-only shards are left alone. Tenant count is the load measure here;
+    data size per tenant is the next refinement.
+    """
+    from .models import Shard
+
+    shards = [s for s in shard_list_with_counts() if s.state != Shard.State.READ_ONLY]
+    receiving = [s for s in shards if s.state == Shard.State.ACTIVE and s.weight > 0]
+    if not receiving:
+        return []
+    total = sum(s.tenant_count for s in shards)
+    weight_sum = sum(s.weight for s in receiving)
+    ideal = {s.name: (total * s.weight / weight_sum if s in receiving else 0.0) for s in shards}
+    count = {s.name: s.tenant_count for s in shards}
+    movable = {
+        s.name: list(Tenant.objects.filter(shard=s).order_by("-created_at").values_list("slug", flat=True))
+        for s in shards
+    }
+    moves = []
+    while True:
+        donor = max(shards, key=lambda s: (count[s.name] - ideal[s.name], s.name))
+        taker = min(receiving, key=lambda s: (count[s.name] - ideal[s.name], s.name))
+        surplus, deficit = count[donor.name] - ideal[donor.name], ideal[taker.name] - count[taker.name]
+        if donor.name == taker.name or not movable[donor.name] or surplus < 1 or surplus + deficit <= 1:
+            return moves
+        moves.append((movable[donor.name].pop(0), donor.name, taker.name))
+        count[donor.name] -= 1
+        count[taker.name] += 1
