@@ -93,3 +93,64 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+# --- shards and committed tenants ------------------------------------------
+
+from contextlib import contextmanager  # noqa: E402
+
+
+@contextmanager
+def temporary_shard(name: str):
+    """A real PostgreSQL server registered as shard ``name`` for one test.
+
+    Yields (server, shard). Must run with the database unblocked and outside
+    a test transaction (the registry rows are committed).
+    """
+    import psycopg
+    from django.conf import settings
+    from django.db import connections
+
+    from apps.tenancy.models import Shard, Tenant
+    from config.settings.base import database_config
+    from tests.pgtemp import TemporaryPostgres
+
+    server = TemporaryPostgres()
+    server.start()
+    alias = settings.SHARD_ALIAS_PREFIX + name
+    with psycopg.connect(server.url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "saas_{name}"')
+    config = database_config(server.url(f"saas_{name}"), connect_timeout=settings.SHARD_CONNECT_TIMEOUT)
+    settings.DATABASES[alias] = config
+    connections.configure_settings(settings.DATABASES)  # fills the defaults Django expects
+    shard = Shard.objects.create(name=name, alias=alias)
+    try:
+        yield server, shard
+    finally:
+        for tenant in Tenant.objects.filter(shard=shard):
+            tenant.delete()
+        Shard.objects.filter(pk=shard.pk).delete()
+        connections[alias].close()
+        del settings.DATABASES[alias]
+        server.destroy()
+
+
+@contextmanager
+def committed_tenant(slug: str, *, shard: str = "main"):
+    """A freshly provisioned, committed tenant; removed (schema and rows) after."""
+    from apps.tenancy import schemas
+    from apps.tenancy.models import Tenant
+    from apps.tenancy.services import tenant_create
+
+    tenant = tenant_create(slug=slug, name=slug.title(), admin_email=f"owner@{slug}.test",
+                           admin_password=f"{slug}-pass", shard=shard).tenant
+    try:
+        yield tenant
+    finally:
+        current = Tenant.objects.select_related("shard").filter(pk=tenant.pk).first()
+        if current is not None:
+            try:
+                schemas.drop_schema(current.shard.alias, current.schema_name)
+            except Exception:
+                pass  # the shard may be the stopped one of a fault test
+            current.delete()

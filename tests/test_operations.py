@@ -26,8 +26,11 @@ def test_healthz_answers_on_any_host_without_io(client):
 def test_readyz_reports_each_dependency(client):
     response = client.get("/readyz", HTTP_HOST="anything.example")
     assert response.status_code == 200
-    checks = response.json()["checks"]
-    assert {name: c["status"] for name, c in checks.items()} == {"database": "up", "redis": "up", "broker": "up"}
+    body = response.json()
+    assert body["status"] == "ready" and body["down"] == []
+    statuses = {name: c["status"] for name, c in body["checks"].items()}
+    assert statuses["database"] == statuses["redis"] == statuses["broker"] == statuses["shard_main"] == "up"
+    assert all(status == "up" for status in statuses.values())
 
 
 @pytest.mark.django_db

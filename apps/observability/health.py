@@ -35,25 +35,55 @@ def check_broker() -> None:
         conn.ensure_connection(max_retries=1, timeout=settings.REDIS_TIMEOUT_SECONDS * 2)
 
 
-CHECKS: dict[str, Callable[[], None]] = {
+def check_alias(alias: str) -> Callable[[], None]:
+    def check() -> None:
+        connection = connections[alias]
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        finally:
+            connection.close_if_unusable_or_obsolete()
+
+    return check
+
+
+# Without these the process cannot serve anyone: readiness fails (503).
+CRITICAL_CHECKS: dict[str, Callable[[], None]] = {
     "database": check_database,
     "redis": check_redis,
     "broker": check_broker,
 }
 
 
-def run_checks() -> tuple[bool, dict[str, dict]]:
-    """Run every check; return (all healthy, detail per dependency)."""
-    results: dict[str, dict] = {}
-    healthy = True
-    for name, check in CHECKS.items():
-        started = time.perf_counter()
-        try:
-            check()
-        except Exception as exc:  # any failure means "not ready", never a 500
-            healthy = False
-            results[name] = {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
-        else:
-            results[name] = {"status": "up"}
-        results[name]["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    return healthy, results
+def shard_checks() -> dict[str, Callable[[], None]]:
+    """One check per shard primary and replica. A shard down affects only its
+    tenants (they get 503), so it degrades readiness instead of failing it:
+    taking every pod out of the load balancer would take all tenants down."""
+    prefix = settings.SHARD_ALIAS_PREFIX
+    return {alias: check_alias(alias) for alias in settings.DATABASES if alias.startswith(prefix)}
+
+
+def _run(check: Callable[[], None]) -> dict:
+    started = time.perf_counter()
+    try:
+        check()
+    except Exception as exc:  # any failure is reported, never a 500
+        result = {"status": "down", "error": f"{type(exc).__name__}: {exc}"[:300]}
+    else:
+        result = {"status": "up"}
+    result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+def run_checks() -> tuple[str, dict[str, dict]]:
+    """Run every check: ("ready" | "degraded" | "unavailable", detail per dependency)."""
+    results = {name: _run(check) for name, check in CRITICAL_CHECKS.items()}
+    shards = {name: _run(check) for name, check in shard_checks().items()}
+    if any(r["status"] == "down" for r in results.values()):
+        status = "unavailable"
+    elif any(r["status"] == "down" for r in shards.values()):
+        status = "degraded"
+    else:
+        status = "ready"
+    results.update(shards)
+    return status, results

@@ -24,12 +24,13 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 def readyz(request: HttpRequest) -> HttpResponse:
-    healthy, checks = health.run_checks()
+    status, checks = health.run_checks()
     # The check may have left the default connection broken; do not hand it to
     # the next request on this worker.
     connections["default"].close_if_unusable_or_obsolete()
-    response = JsonResponse({"status": "ready" if healthy else "unavailable", "checks": checks})
-    response.status_code = 200 if healthy else 503
+    down = sorted(name for name, check in checks.items() if check["status"] == "down")
+    response = JsonResponse({"status": status, "down": down, "checks": checks})
+    response.status_code = 503 if status == "unavailable" else 200
     response["Cache-Control"] = "no-store"
     return response
 

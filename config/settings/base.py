@@ -61,6 +61,7 @@ SHARED_APPS = [
 # Tenant apps: tables in every tenant's own schema.
 TENANT_APPS = [
     "apps.content",
+    "apps.activity",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -207,7 +208,12 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_TIMEZONE = "UTC"
 # Workers log through the same JSON configuration as the web processes.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_TASK_ROUTES = {"activity.*": {"queue": "maintenance"}}
+CELERY_BEAT_SCHEDULE: dict = {
+    "maintain-partitions": {"task": "activity.maintain_partitions", "schedule": 6 * 3600},
+}
+PARTITION_MONTHS_AHEAD = int(env("PARTITION_MONTHS_AHEAD", "3"))
+PARTITION_RETENTION_MONTHS = int(env("PARTITION_RETENTION_MONTHS", "13"))
 
 # --- i18n / static --------------------------------------------------------
 LANGUAGE_CODE = "en-us"
