@@ -1,6 +1,8 @@
 from django.contrib import admin
 
-from .models import Domain, Tenant
+from django.db.models import Count
+
+from .models import Domain, Shard, Tenant
 
 
 class DomainInline(admin.TabularInline):
@@ -10,10 +12,11 @@ class DomainInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    list_display = ["slug", "name", "plan", "status", "schema_name", "created_at"]
-    list_filter = ["plan", "status"]
+    list_display = ["slug", "name", "plan", "status", "shard", "writes_frozen", "schema_name", "created_at"]
+    list_filter = ["plan", "status", "shard", "writes_frozen"]
     search_fields = ["slug", "name"]
-    readonly_fields = ["schema_name", "created_at", "updated_at"]
+    # Moving a tenant copies its data; it goes through `manage.py move_tenant`.
+    readonly_fields = ["schema_name", "shard", "writes_frozen", "created_at", "updated_at"]
     inlines = [DomainInline]
 
     def has_add_permission(self, request) -> bool:
@@ -30,3 +33,24 @@ class DomainAdmin(admin.ModelAdmin):
     list_display = ["domain", "tenant", "is_primary"]
     search_fields = ["domain", "tenant__slug"]
     autocomplete_fields = ["tenant"]
+
+
+@admin.register(Shard)
+class ShardAdmin(admin.ModelAdmin):
+    list_display = ["name", "alias", "state", "weight", "tenant_count", "created_at"]
+    list_filter = ["state"]
+    readonly_fields = ["alias", "created_at"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(tenant_count=Count("tenants"))
+
+    @admin.display(description="tenants", ordering="tenant_count")
+    def tenant_count(self, obj) -> int:
+        return obj.tenant_count
+
+    def has_add_permission(self, request) -> bool:
+        # Shards come from configuration (SHARD_URLS); `migrate` registers them.
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
