@@ -154,3 +154,14 @@ def committed_tenant(slug: str, *, shard: str = "main"):
             except Exception:
                 pass  # the shard may be the stopped one of a fault test
             current.delete()
+
+
+def command_output(*args: str) -> str:
+    """Run a management command in-process; return what it printed."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import time
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from django.db import connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -17,7 +15,7 @@ from apps.tenancy import planes
 from apps.tenancy.activation import tenant_activated
 from apps.tenancy.context import NoActiveTenant
 from apps.tenancy.models import Shard, Tenant
-from apps.tenancy.services import shard_choose, tenant_create
+from apps.tenancy.services import shard_choose
 from tests.support import committed_tenant, temporary_shard
 
 needs_two_servers = pytest.mark.skipif(

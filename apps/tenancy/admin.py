@@ -1,5 +1,4 @@
 from django.contrib import admin
-
 from django.db.models import Count
 
 from .models import Domain, Shard, Tenant

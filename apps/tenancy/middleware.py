@@ -15,7 +15,6 @@ from django.urls import set_urlconf
 from apps.api.problems import problem_response
 from apps.observability.context import tenant_var
 
-from . import planes
 from .activation import activate, deactivate
 from .context import pin_primary, wrote_var
 from .selectors import tenant_for_hostname

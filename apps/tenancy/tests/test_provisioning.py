@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from io import StringIO
-
 import pytest
-from django.core.exceptions import ValidationError
-from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from apps.accounts.models import Membership, User
@@ -14,19 +10,14 @@ from apps.content.models import Document
 from apps.tenancy import schemas, services
 from apps.tenancy.activation import tenant_activated
 from apps.tenancy.models import Tenant
-from tests.support import manage
+from tests.support import command_output, manage
 
 pytestmark = pytest.mark.django_db
 
 
-def run_command(*args: str) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
-
 
 def test_create_tenant_makes_schema_domain_and_owner(tenants):
-    output = run_command("create_tenant", "delta", "--name", "Delta", "--admin-email", "Boss@Delta.test")
+    output = command_output("create_tenant", "delta", "--name", "Delta", "--admin-email", "Boss@Delta.test")
     tenant = Tenant.objects.get(slug="delta")
     assert tenant.schema_name == "t_delta"
     assert schemas.schema_exists(tenant.shard.alias, "t_delta")
@@ -39,8 +30,8 @@ def test_create_tenant_makes_schema_domain_and_owner(tenants):
 
 
 def test_create_tenant_twice_is_a_no_op(tenants):
-    run_command("create_tenant", "delta", "--name", "Delta", "--admin-email", "boss@delta.test")
-    output = run_command("create_tenant", "delta", "--name", "Delta", "--admin-email", "boss@delta.test")
+    command_output("create_tenant", "delta", "--name", "Delta", "--admin-email", "boss@delta.test")
+    output = command_output("create_tenant", "delta", "--name", "Delta", "--admin-email", "boss@delta.test")
     assert "Already present" in output
     assert "password" not in output
     assert Tenant.objects.filter(slug="delta").count() == 1
@@ -61,7 +52,7 @@ def test_create_tenant_twice_is_a_no_op(tenants):
 def test_create_tenant_rejects_bad_input_clearly(tenants, args, message):
     before = Tenant.objects.count()
     with pytest.raises(CommandError, match=message):
-        run_command("create_tenant", *args)
+        command_output("create_tenant", *args)
     assert Tenant.objects.count() == before
 
 
@@ -77,8 +68,8 @@ def test_failed_provisioning_leaves_no_half_made_tenant(tenants, monkeypatch):
 
 
 def test_seed_demo_is_idempotent(tenants):
-    first = run_command("seed_demo")
-    second = run_command("seed_demo")
+    first = command_output("seed_demo")
+    second = command_output("seed_demo")
     assert "documents added: 5" in first
     assert "documents added: 0" in second
     demo = Tenant.objects.get(slug="demo")
@@ -88,16 +79,16 @@ def test_seed_demo_is_idempotent(tenants):
 
 
 def test_set_tenant_status_command(tenants):
-    run_command("set_tenant_status", "beta", "suspended")
+    command_output("set_tenant_status", "beta", "suspended")
     assert Tenant.objects.get(slug="beta").status == "suspended"
     with pytest.raises(CommandError, match="No tenant with slug 'nope'"):
-        run_command("set_tenant_status", "nope", "active")
+        command_output("set_tenant_status", "nope", "active")
     with pytest.raises(CommandError, match="cannot change status"):
-        run_command("set_tenant_status", "public", "suspended")
+        command_output("set_tenant_status", "public", "suspended")
 
 
 def test_list_tenants_command(tenants):
-    output = run_command("list_tenants")
+    output = command_output("list_tenants")
     assert "alpha" in output and "beta.localhost" in output
     assert "3 tenant(s)" in output
 

@@ -2,37 +2,30 @@
 
 from __future__ import annotations
 
-from io import StringIO
-
 import pytest
-from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
 
 from apps.tenancy.models import Shard, Tenant
 from apps.tenancy.selectors import rebalance_plan
+from tests.support import command_output
 
 pytestmark = pytest.mark.django_db
 
 
-def run(*args: str) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
-
 
 def test_list_shards_shows_counts_and_connections(tenants):
-    output = run("list_shards")
+    output = command_output("list_shards")
     main_line = next(line for line in output.splitlines() if line.startswith("main"))
     assert "shard_main" in main_line and "active" in main_line
     assert str(Tenant.objects.filter(shard__name="main").count()) in main_line.split()
 
 
 def test_tenant_location(tenants):
-    output = run("tenant_location", "beta")
+    output = command_output("tenant_location", "beta")
     assert "t_beta" in output and tenants["beta"].shard.alias in output
     with pytest.raises(CommandError, match="No tenant with slug 'nope'"):
-        run("tenant_location", "nope")
+        command_output("tenant_location", "nope")
 
 
 def test_rebalance_dry_run_plans_moves_off_a_draining_shard(tenants):
@@ -43,7 +36,7 @@ def test_rebalance_dry_run_plans_moves_off_a_draining_shard(tenants):
     assert {slug for slug, source, _ in plan if source == "main"} == set(
         Tenant.objects.filter(shard__name="main").values_list("slug", flat=True)
     )
-    output = run("rebalance_shards", "--dry-run")
+    output = command_output("rebalance_shards", "--dry-run")
     assert "move_tenant" in output and "move(s) planned" in output
 
 
@@ -52,7 +45,7 @@ def test_rebalance_when_balanced(tenants):
         tenant.shard = Shard.objects.get(name="main")
         tenant.save()
     Shard.objects.exclude(name="main").update(state=Shard.State.READ_ONLY)
-    assert "balanced" in run("rebalance_shards", "--dry-run")
+    assert "balanced" in command_output("rebalance_shards", "--dry-run")
 
 
 def test_operator_admin_shows_shards_and_each_tenants_shard(tenants, django_user_model):
