@@ -56,3 +56,22 @@ def test_operator_admin_shows_shards_and_each_tenants_shard(tenants, django_user
     assert "shard_main" in shards_page and "tenants" in shards_page.lower()
     tenants_page = client.get("/admin/tenancy/tenant/").content.decode()
     assert "alpha" in tenants_page and "main" in tenants_page
+
+
+def test_tenant_command_runs_as_that_tenant_only(tenants, capsys):
+    from apps.content.services import document_create
+    from apps.tenancy.activation import tenant_activated
+
+    with tenant_activated(tenants["beta"]):
+        document_create(title="beta's secret")
+    code = "from apps.content.models import Document; print(sorted(Document.objects.values_list('title', flat=True)))"
+
+    def printed(*args: str) -> str:
+        command_output(*args)
+        return capsys.readouterr().out
+
+    assert "beta's secret" in printed("tenant_command", "--tenant", "beta", "shell", "-c", code)
+    assert "beta's secret" not in printed("tenant_command", "--tenant", "alpha", "shell", "-c", code)
+    assert command_output("tenant_command", "--all", "shell", "-c", "pass").count("== ") == 3
+    with pytest.raises(CommandError, match="No tenant with slug 'nope'"):
+        command_output("tenant_command", "--tenant", "nope", "shell", "-c", "pass")
