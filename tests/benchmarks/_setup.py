@@ -1,10 +1,6 @@
-import os
+"""Figures for benchmark output."""
+
 import statistics
-
-import django
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
-django.setup()
 
 
 def percentile(values: list[float], pct: float) -> float:

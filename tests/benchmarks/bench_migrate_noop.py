@@ -7,12 +7,11 @@ import sys
 import time
 from io import StringIO
 
-from tests.benchmarks._setup import summary
-from tests.benchmarks.bench_provisioning import ensure_bench_tenants
-
 from django.core.management import call_command
 
 from apps.tenancy.models import Tenant
+from tests.benchmarks._setup import summary
+from tests.benchmarks.bench_provisioning import ensure_bench_tenants
 
 if __name__ == "__main__":
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 300

@@ -5,12 +5,9 @@
 
 import sys
 
-from tests.benchmarks._setup import summary  # noqa: F401  (sets Django up)
-
 from django.db import connections
 
 from apps.content.models import Document
-from apps.tenancy import schemas
 from apps.tenancy.activation import tenant_activated
 from apps.tenancy.models import Shard, Tenant
 from apps.tenancy.moves import tenant_move

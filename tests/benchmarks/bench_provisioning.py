@@ -6,10 +6,9 @@
 import sys
 import time
 
-from tests.benchmarks._setup import summary  # noqa: F401  (sets Django up)
-
 from apps.tenancy.models import Tenant
 from apps.tenancy.services import public_tenant_ensure, shard_register_configured, tenant_create
+from tests.benchmarks._setup import summary
 
 
 def ensure_bench_tenants(count: int) -> list[float]:
