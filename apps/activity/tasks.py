@@ -6,7 +6,7 @@ from apps.tenancy import planes
 from .maintenance import maintain_all
 
 
-@shared_task(name="activity.maintain_partitions", queue="maintenance")
+@shared_task(name="activity.maintain_partitions")
 def maintain_partitions() -> dict:
     """Daily: partitions ahead and retention, for every tenant on every shard."""
     result = maintain_all(

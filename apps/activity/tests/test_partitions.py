@@ -79,3 +79,14 @@ def test_recording_an_event_outside_the_partition_window_is_a_clear_error(alpha)
 
     with tenant_activated(alpha), pytest.raises(ValidationError, match="last 28 days"):
         activity_record(verb="x", occurred_at=month(-6))
+
+
+def test_the_scheduled_task_maintains_every_schema(alpha, beta):
+    from django.conf import settings
+
+    from apps.activity.tasks import maintain_partitions
+
+    assert settings.CELERY_BEAT_SCHEDULE["maintain-partitions"]["task"] == maintain_partitions.name
+    assert settings.CELERY_TASK_ROUTES["activity.*"]["queue"] == "maintenance"
+    result = maintain_partitions()
+    assert result["failed"] == 0 and result["schemas"] >= 3

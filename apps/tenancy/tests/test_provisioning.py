@@ -9,7 +9,7 @@ from apps.accounts.models import Membership, User
 from apps.content.models import Document
 from apps.tenancy import schemas, services
 from apps.tenancy.activation import tenant_activated
-from apps.tenancy.models import Tenant
+from apps.tenancy.models import Shard, Tenant
 from tests.support import command_output, manage
 
 pytestmark = pytest.mark.django_db
@@ -61,10 +61,11 @@ def test_failed_provisioning_leaves_no_half_made_tenant(tenants, monkeypatch):
         raise RuntimeError("membership store unavailable")
 
     monkeypatch.setattr(services, "membership_grant", broken_grant)
-    with pytest.raises(RuntimeError):
-        services.tenant_create(slug="broken", name="Broken", admin_email="b@broken.test")
-    assert not Tenant.objects.filter(slug="broken").exists()
-    assert not schemas.schema_exists("shard_main", "t_broken")
+    for shard in Shard.objects.all():
+        with pytest.raises(RuntimeError):
+            services.tenant_create(slug="broken", name="Broken", admin_email="b@broken.test", shard=shard.name)
+        assert not Tenant.objects.filter(slug="broken").exists()
+        assert not schemas.schema_exists(shard.alias, "t_broken")
 
 
 def test_seed_demo_is_idempotent(tenants):
