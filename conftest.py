@@ -94,3 +94,61 @@ def beta(tenants, db):
 @pytest.fixture
 def gamma(tenants, db):
     return tenants["gamma"]
+
+
+class ApiClient:
+    """A JSON client for one tenant host with one credential."""
+
+    def __init__(self, tenant, credential: str | None, principal=None):
+        from django.test import Client
+
+        self.tenant = tenant
+        self.principal = principal
+        headers = {"HTTP_HOST": f"{tenant.slug}.localhost"}
+        if credential:
+            headers["HTTP_AUTHORIZATION"] = f"Bearer {credential}"
+        self.client = Client(**headers)
+
+    def _send(self, method: str, path: str, body=None, **headers):
+        import json
+
+        kwargs = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()}
+        if body is not None:
+            kwargs.update(data=body if isinstance(body, str | bytes) else json.dumps(body),
+                          content_type="application/json")
+        return getattr(self.client, method)(f"/api/v1/{path.lstrip('/')}", **kwargs)
+
+    def get(self, path, **headers):
+        return self._send("get", path, **headers)
+
+    def post(self, path, body=None, **headers):
+        return self._send("post", path, body if body is not None else {}, **headers)
+
+    def patch(self, path, body=None, **headers):
+        return self._send("patch", path, body if body is not None else {}, **headers)
+
+    def delete(self, path, **headers):
+        return self._send("delete", path, **headers)
+
+
+@pytest.fixture
+def api(tenants, db):
+    """api(tenant, role="owner", via="token" | "key", scopes=[...]) -> ApiClient."""
+    import itertools
+
+    from apps.accounts.models import User
+    from apps.accounts.services import api_key_create, membership_grant
+    from apps.accounts.tokens import issue_user_token
+
+    counter = itertools.count()
+
+    def make(tenant, role: str = "owner", via: str = "token", scopes=("admin",)):
+        user = User.objects.create_user(email=f"{role}{next(counter)}@{tenant.slug}.example", password="password-123")
+        membership_grant(user=user, tenant_id=tenant.pk, role=role)
+        if via == "token":
+            credential = issue_user_token(user_id=user.pk, tenant_id=tenant.pk)
+        else:
+            credential = api_key_create(tenant_id=tenant.pk, name="test key", scopes=list(scopes), created_by=user).key
+        return ApiClient(tenant, credential, principal=user)
+
+    return make

@@ -1,7 +1,7 @@
 """URLs of a tenant's host: <slug>.PLATFORM_DOMAIN."""
 
 from django.http import JsonResponse
-from django.urls import path
+from django.urls import include, path
 
 from apps.backoffice.sites import tenant_admin_site
 
@@ -9,10 +9,12 @@ from .urls_common import handler400, handler403, handler404, handler500  # noqa:
 
 
 def index(request):
-    return JsonResponse({"tenant": request.tenant.slug, "name": request.tenant.name, "admin": "/admin/"})
+    return JsonResponse({"tenant": request.tenant.slug, "name": request.tenant.name, "admin": "/admin/",
+                         "api": "/api/v1/", "docs": "/api/v1/docs"})
 
 
 urlpatterns = [
     path("", index, name="tenant-index"),
     path("admin/", tenant_admin_site.urls),
+    path("api/v1/", include("config.api_v1")),
 ]

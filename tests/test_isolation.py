@@ -45,7 +45,7 @@ def test_rows_live_in_the_tenants_own_schema(alpha, gamma):
 
 def test_admin_on_alpha_host_creates_a_row_beta_host_cannot_see_or_change(alpha, beta):
     alpha_admin = logged_in("alpha.localhost", "owner@alpha.test", "alpha-pass")
-    response = alpha_admin.post("/admin/content/document/add/", {"title": "Alpha plan", "body": "secret"})
+    response = alpha_admin.post("/admin/content/document/add/", {"title": "Alpha plan", "body": "secret", "status": "draft"})
     assert response.status_code == 302
     with tenant_activated(alpha):
         doc = Document.objects.get(title="Alpha plan")
@@ -99,7 +99,7 @@ def test_admin_of_two_tenants_sees_no_names_from_one_on_the_other(alpha, beta, d
     membership_grant(user=both, tenant_id=alpha.pk, role="admin")
     membership_grant(user=both, tenant_id=beta.pk, role="admin")
     on_alpha = logged_in("alpha.localhost", "both@tenants.test", "both-pass")
-    on_alpha.post("/admin/content/document/add/", {"title": "Alpha merger memo", "body": ""})
+    on_alpha.post("/admin/content/document/add/", {"title": "Alpha merger memo", "body": "", "status": "draft"})
     on_beta = logged_in("beta.localhost", "both@tenants.test", "both-pass")
     page = on_beta.get("/admin/").content
     assert b"Content" in page  # the tenant app is listed

@@ -66,3 +66,57 @@ class Membership(models.Model):
 
 
 ADMIN_ROLES = frozenset({Membership.Role.OWNER, Membership.Role.ADMIN})
+
+
+class Invitation(models.Model):
+    """An email invitation to join a tenant with a role; accepted by token."""
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=20, choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+    # sha256 of the token; the token itself is shown (emailed) once.
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "email"], condition=models.Q(accepted_at__isnull=True), name="invitation_one_open_per_email"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} -> {self.tenant_id} as {self.role}"
+
+
+class ApiKey(models.Model):
+    """A tenant's API key. Stored as a hash; the key is shown once."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read"  # GET endpoints
+        WRITE = "write", "Write"  # + creating and changing tenant data
+        ADMIN = "admin", "Admin"  # + members, invitations, keys, audit
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)  # public, identifies the key in lists and logs
+    key_hash = models.CharField(max_length=64)
+    scopes = models.JSONField(default=list)
+    created_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

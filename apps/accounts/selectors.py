@@ -21,3 +21,40 @@ def user_can_administer_tenant(*, user: User, tenant_id: int) -> bool:
     if user.is_superuser:
         return True
     return membership_role(user=user, tenant_id=tenant_id) in ADMIN_ROLES
+
+
+ROLE_RANK = {Membership.Role.VIEWER: 1, Membership.Role.MEMBER: 2, Membership.Role.ADMIN: 3, Membership.Role.OWNER: 4}
+
+
+def role_at_least(role: str | None, minimum: str) -> bool:
+    return role is not None and ROLE_RANK.get(role, 0) >= ROLE_RANK[minimum]
+
+
+def memberships_of_tenant(*, tenant_id: int):
+    return Membership.objects.filter(tenant_id=tenant_id).select_related("user").order_by("user__email")
+
+
+def api_key_for(*, key: str):
+    """The active ApiKey for a presented key, or None."""
+    from . import tokens
+    from .models import ApiKey
+
+    prefix = tokens.parse_api_key(key)
+    if prefix is None:
+        return None
+    api_key = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).first()
+    if api_key is None or not tokens.api_key_matches(key, api_key.key_hash):
+        return None
+    return api_key
+
+
+def api_keys_of_tenant(*, tenant_id: int):
+    from .models import ApiKey
+
+    return ApiKey.objects.filter(tenant_id=tenant_id).order_by("-created_at")
+
+
+def invitations_of_tenant(*, tenant_id: int):
+    from .models import Invitation
+
+    return Invitation.objects.filter(tenant_id=tenant_id, accepted_at__isnull=True).order_by("-created_at")

@@ -1,15 +1,20 @@
-"""Writes to users and memberships."""
+"""Writes to users, memberships, invitations and API keys (control plane)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from django.core.exceptions import ValidationError
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import timezone
 
-from .models import Membership, User
+from . import tokens
+from .models import ApiKey, Invitation, Membership, User
 
 
 @dataclass(frozen=True)
@@ -63,3 +68,125 @@ def membership_grant(*, user: User, tenant_id: int, role: str) -> Membership:
         raise ValidationError({"role": f"Unknown role '{role}'. Choose one of {', '.join(Membership.Role.values)}."})
     membership, _ = Membership.objects.update_or_create(user=user, tenant_id=tenant_id, defaults={"role": role})
     return membership
+
+
+@transaction.atomic
+def membership_change_role(*, membership: Membership, role: str) -> Membership:
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"Unknown role '{role}'. Choose one of {', '.join(Membership.Role.values)}."})
+    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER:
+        owners = Membership.objects.select_for_update().filter(tenant_id=membership.tenant_id, role=Membership.Role.OWNER)
+        if owners.count() <= 1:
+            raise ValidationError({"role": "A tenant keeps at least one owner."})
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    if membership.role == Membership.Role.OWNER:
+        owners = Membership.objects.select_for_update().filter(tenant_id=membership.tenant_id, role=Membership.Role.OWNER)
+        if owners.count() <= 1:
+            raise ValidationError({"role": "A tenant keeps at least one owner."})
+    membership.delete()
+
+
+# --- invitations ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedInvitation:
+    invitation: Invitation
+    token: str  # shown once (and emailed)
+
+
+@transaction.atomic
+def invitation_create(*, tenant_id: int, email: str, role: str, invited_by: User | None) -> CreatedInvitation:
+    """Invite ``email`` to the tenant. Replaces an earlier open invitation."""
+    email = normalize_email(email)
+    if role not in Membership.Role.values or role == Membership.Role.OWNER:
+        raise ValidationError({"role": "Invite as admin, member or viewer."})
+    if Membership.objects.filter(tenant_id=tenant_id, user__email=email).exists():
+        raise ValidationError({"email": f"{email} is already a member of this tenant."})
+    Invitation.objects.filter(tenant_id=tenant_id, email=email, accepted_at__isnull=True).delete()
+    token = secrets.token_urlsafe(32)
+    invitation = Invitation.objects.create(
+        tenant_id=tenant_id, email=email, role=role, token_hash=tokens.hash_secret(token), invited_by=invited_by,
+        expires_at=timezone.now() + dt.timedelta(seconds=settings.INVITATION_SECONDS),
+    )
+    return CreatedInvitation(invitation=invitation, token=token)
+
+
+@transaction.atomic
+def invitation_accept(*, tenant_id: int, token: str, password: str | None = None) -> Membership:
+    """Accept an invitation: the user (made now if new, with ``password``) joins."""
+    invitation = (
+        Invitation.objects.select_for_update()
+        .filter(tenant_id=tenant_id, token_hash=tokens.hash_secret(token or ""))
+        .first()
+    )
+    if invitation is None:
+        raise ValidationError({"token": "This invitation token is not valid for this tenant."})
+    if invitation.accepted_at is not None:
+        raise ValidationError({"token": "This invitation was already accepted."})
+    if invitation.expires_at < timezone.now():
+        raise ValidationError({"token": "This invitation has expired; ask for a new one."})
+    user = User.objects.filter(email=invitation.email).first()
+    if user is None:
+        if not password or len(password) < 10:
+            raise ValidationError({"password": "A new account needs a password of at least 10 characters."})
+        user = User.objects.create_user(email=invitation.email, password=password)
+    invitation.accepted_at = timezone.now()
+    invitation.save(update_fields=["accepted_at"])
+    return membership_grant(user=user, tenant_id=tenant_id, role=invitation.role)
+
+
+# --- API keys and tokens ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CreatedApiKey:
+    api_key: ApiKey
+    key: str  # shown once
+
+
+@transaction.atomic
+def api_key_create(*, tenant_id: int, name: str, scopes: list[str], created_by: User | None) -> CreatedApiKey:
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise ValidationError({"name": "A key needs a name of 1-100 characters."})
+    unknown = sorted(set(scopes) - set(ApiKey.Scope.values))
+    if not scopes or unknown:
+        raise ValidationError({"scopes": f"Choose scopes from {', '.join(ApiKey.Scope.values)}."})
+    key, prefix, key_hash = tokens.new_api_key()
+    api_key = ApiKey.objects.create(
+        tenant_id=tenant_id, name=name, prefix=prefix, key_hash=key_hash, scopes=sorted(set(scopes)),
+        created_by=created_by,
+    )
+    return CreatedApiKey(api_key=api_key, key=key)
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
+    return api_key
+
+
+def api_key_touch(*, api_key: ApiKey) -> None:
+    """Record use, at most once a minute per key (no write per request)."""
+    now = timezone.now()
+    if api_key.last_used_at is None or now - api_key.last_used_at > dt.timedelta(seconds=60):
+        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        api_key.last_used_at = now
+
+
+def user_token_issue(*, tenant_id: int, email: str, password: str) -> str:
+    """Exchange a member's email and password for a short-lived API token."""
+    user = authenticate(username=normalize_email(email), password=password or "")
+    if user is None:
+        raise PermissionDenied("Wrong email or password.")
+    if not Membership.objects.filter(user=user, tenant_id=tenant_id).exists() and not user.is_superuser:
+        raise PermissionDenied("This account is not a member of this tenant.")
+    return tokens.issue_user_token(user_id=user.pk, tenant_id=tenant_id)

@@ -49,6 +49,25 @@ def problem_response(
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's errors, services' domain errors and Django ValidationErrors -> problem details."""
+    from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+    from django.core.exceptions import RequestDataTooBig
+    from django.core.exceptions import ValidationError as DjangoValidationError
+
+    from .errors import DomainError
+
+    if isinstance(exc, DomainError):
+        body = problem_body(exc.status, code=exc.code, title=exc.title, detail=exc.detail, **exc.extra)
+        return Response(body, status=exc.status, content_type=PROBLEM_CONTENT_TYPE)
+    if isinstance(exc, DjangoValidationError):
+        errors = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        body = problem_body(400, code="validation-error", detail="The request has invalid fields.", errors=errors)
+        return Response(body, status=400, content_type=PROBLEM_CONTENT_TYPE)
+    if isinstance(exc, RequestDataTooBig):
+        body = problem_body(413, code="payload-too-large", detail="The request body is too large.")
+        return Response(body, status=413, content_type=PROBLEM_CONTENT_TYPE)
+    if isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied(str(exc) or None)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -1,7 +1,15 @@
-"""Error views: every host answers errors as problem details, never HTML."""
+"""Error views, and the base class of every tenant API view."""
 
 from __future__ import annotations
 
+from django.db import transaction
+from rest_framework.views import APIView
+
+from apps.tenancy.middleware import client_key
+from apps.tenancy.routers import tenant_write_alias
+
+from .authentication import BearerAuthentication, TenantSessionAuthentication
+from .permissions import TenantRole
 from .problems import problem_response
 
 
@@ -24,3 +32,34 @@ def bad_request(request, exception=None):
 
 def permission_denied(request, exception=None):
     return problem_response(403, code="forbidden", detail="You may not do this.")
+
+
+class TenantAPIView(APIView):
+    """Base of the tenant API: Bearer or session auth, role checks, and
+    Idempotency-Key on POST (the stored record commits with the change)."""
+
+    authentication_classes = [BearerAuthentication, TenantSessionAuthentication]
+    permission_classes = [TenantRole]
+
+    def dispatch(self, request, *args, **kwargs):
+        key = request.headers.get("Idempotency-Key")
+        if request.method != "POST" or key is None or getattr(request, "tenant", None) is None:
+            return super().dispatch(request, *args, **kwargs)
+        from apps.idempotency.services import run_idempotent
+
+        alias = tenant_write_alias(request.tenant)
+        client = client_key(request) or "anonymous"
+        return run_idempotent(
+            request=request, key=key, client=client, alias=alias,
+            handler=lambda: self._dispatch_rendered(request, *args, **kwargs),
+        )
+
+    def _dispatch_rendered(self, request, *args, **kwargs):
+        response = super().dispatch(request, *args, **kwargs)
+        if hasattr(response, "render"):
+            response.render()
+        return response
+
+
+def atomic_on_tenant_shard(request):
+    return transaction.atomic(using=tenant_write_alias(request.tenant))

@@ -1,19 +1,31 @@
 from apps.backoffice.sites import TenantModelAdmin, tenant_admin_site
 
+from . import services
 from .models import Document
 
 
 class DocumentAdmin(TenantModelAdmin):
-    list_display = ["title", "version", "created_at", "updated_at"]
+    list_display = ["title", "status", "version", "created_at", "updated_at"]
+    list_filter = ["status"]
     search_fields = ["title", "body"]
     readonly_fields = ["version", "author_id", "created_at", "updated_at"]
+    fields = ["title", "body", "tags", "status", "version", "author_id", "created_at", "updated_at"]
 
+    # Same services as the API: quotas, versioning, audit and search apply.
     def save_model(self, request, obj, form, change) -> None:
+        values = {name: form.cleaned_data[name] for name in ("title", "body", "tags", "status") if name in form.cleaned_data}
         if change:
-            obj.version += 1
-        elif obj.author_id is None:
-            obj.author_id = request.user.pk
-        super().save_model(request, obj, form, change)
+            saved = services.document_update(document_id=obj.pk, expected_version=None, changes=values)
+        else:
+            saved = services.document_create(author_id=request.user.pk, **values)
+        obj.pk, obj.version = saved.pk, saved.version
+
+    def delete_model(self, request, obj) -> None:
+        services.document_delete(document_id=obj.pk, expected_version=None)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for document in queryset:
+            services.document_delete(document_id=document.pk, expected_version=None)
 
 
 tenant_admin_site.register(Document, DocumentAdmin)

@@ -1,23 +1,145 @@
-"""Writes to tenant content. Callers must have a tenant active."""
+"""Writes to documents. Callers must have a tenant active.
+
+Each write is one transaction on the tenant's shard with its audit entry;
+the search index follows after commit.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 
-from apps.activity.services import activity_record
+from apps.api.errors import NotFound, PreconditionFailed
+from apps.audit.services import audit_record, audit_record_many, diff, snapshot
+from apps.billing.services import quota_enforce
+from apps.search.services import search_index_after_commit
+from apps.tenancy.context import require_active_tenant
 from apps.tenancy.routers import tenant_write_alias
 
-from .models import Document
+from .models import AUDITED_FIELDS, Document
+
+MAX_TAGS = 20
+BULK_LIMIT = 500
+BULK_BATCH_SIZE = 100
+UPDATABLE = {"title", "body", "tags", "status"}
 
 
-def document_create(*, title: str, body: str = "", author_id: int | None = None) -> Document:
-    title = (title or "").strip()
-    if not title:
-        raise ValidationError({"title": "A document needs a title."})
-    if len(title) > 300:
-        raise ValidationError({"title": "A title is at most 300 characters."})
+@dataclass(frozen=True)
+class DocumentInput:
+    title: str
+    body: str = ""
+    tags: tuple[str, ...] = ()
+    status: str = Document.Status.DRAFT
+
+
+def _clean(values: dict) -> dict:
+    errors = {}
+    if "title" in values:
+        values["title"] = (values["title"] or "").strip()
+        if not values["title"]:
+            errors["title"] = "A document needs a title."
+        elif len(values["title"]) > 300:
+            errors["title"] = "A title is at most 300 characters."
+    if "tags" in values:
+        tags = [t.strip().lower() for t in values["tags"] or []]
+        if len(tags) > MAX_TAGS or any(not t or len(t) > 50 for t in tags):
+            errors["tags"] = f"At most {MAX_TAGS} tags of 1-50 characters."
+        values["tags"] = sorted(set(tags))
+    if "status" in values and values["status"] not in Document.Status.values:
+        errors["status"] = f"Choose one of {', '.join(Document.Status.values)}."
+    if errors:
+        raise ValidationError(errors)
+    return values
+
+
+def _enforce_document_quota(adding: int) -> None:
+    quota_enforce(tenant=require_active_tenant(), quota="documents", used=Document.objects.count(), adding=adding)
+
+
+def document_create(
+    *, title: str, body: str = "", tags=(), status: str = Document.Status.DRAFT, author_id: int | None = None
+) -> Document:
+    values = _clean({"title": title, "body": body or "", "tags": list(tags), "status": status})
     with transaction.atomic(using=tenant_write_alias()):
-        document = Document.objects.create(title=title, body=body or "", author_id=author_id)
-        activity_record(verb="document.created", actor_id=author_id, object_type="document", object_id=document.pk)
+        _enforce_document_quota(1)
+        document = Document.objects.create(author_id=author_id, **values)
+        audit_record(action="create", object_type="document", object_id=document.pk,
+                     changes=diff({}, snapshot(document, AUDITED_FIELDS)))
+        search_index_after_commit([document.pk])
     return document
+
+
+def document_bulk_create(*, documents: list[DocumentInput], author_id: int | None = None) -> list[Document]:
+    """Create up to BULK_LIMIT documents in one transaction, inserted in batches."""
+    if not documents:
+        raise ValidationError({"documents": "Send at least one document."})
+    if len(documents) > BULK_LIMIT:
+        raise ValidationError({"documents": f"At most {BULK_LIMIT} documents per request."})
+    rows = []
+    errors = {}
+    for index, item in enumerate(documents):
+        try:
+            values = _clean({"title": item.title, "body": item.body, "tags": list(item.tags), "status": item.status})
+        except ValidationError as exc:
+            errors[str(index)] = exc.message_dict
+            continue
+        rows.append(Document(author_id=author_id, **values))
+    if errors:
+        raise ValidationError({"documents": [errors]})
+    with transaction.atomic(using=tenant_write_alias()):
+        _enforce_document_quota(len(rows))
+        created = Document.objects.bulk_create(rows, batch_size=BULK_BATCH_SIZE)
+        audit_record_many(action="create", object_type="document",
+                          items=[(d.pk, diff({}, snapshot(d, AUDITED_FIELDS))) for d in created])
+        search_index_after_commit([d.pk for d in created])
+    return created
+
+
+def document_update(*, document_id: int, expected_version: int | None, changes: dict) -> Document:
+    """Apply ``changes`` if the document is still at ``expected_version``.
+
+    None skips the check (If-Match: *). A stale version raises
+    PreconditionFailed carrying the current version.
+    """
+    unknown = set(changes) - UPDATABLE
+    if unknown:
+        raise ValidationError({name: "This field cannot be changed." for name in unknown})
+    changes = _clean(dict(changes))
+    with transaction.atomic(using=tenant_write_alias()):
+        document = Document.objects.select_for_update().filter(pk=document_id).first()
+        if document is None:
+            raise NotFound(f"No document {document_id}.")
+        if expected_version is not None and document.version != expected_version:
+            raise PreconditionFailed(
+                f"The document changed since version {expected_version}; it is at version {document.version}. "
+                "Fetch it again and retry with its ETag.",
+                current_version=document.version,
+            )
+        before = snapshot(document, AUDITED_FIELDS)
+        for name, value in changes.items():
+            setattr(document, name, value)
+        document.version = F("version") + 1
+        document.save()
+        document.refresh_from_db()
+        audit_record(action="update", object_type="document", object_id=document.pk,
+                     changes=diff(before, snapshot(document, AUDITED_FIELDS)))
+        search_index_after_commit([document.pk])
+    return document
+
+
+def document_delete(*, document_id: int, expected_version: int | None) -> None:
+    with transaction.atomic(using=tenant_write_alias()):
+        document = Document.objects.select_for_update().filter(pk=document_id).first()
+        if document is None:
+            raise NotFound(f"No document {document_id}.")
+        if expected_version is not None and document.version != expected_version:
+            raise PreconditionFailed(
+                f"The document changed since version {expected_version}; it is at version {document.version}.",
+                current_version=document.version,
+            )
+        before = snapshot(document, AUDITED_FIELDS)
+        document.delete()
+        audit_record(action="delete", object_type="document", object_id=document_id, changes=diff(before, {}))

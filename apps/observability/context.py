@@ -9,10 +9,24 @@ from __future__ import annotations
 import contextvars
 import re
 import uuid
+from dataclasses import dataclass
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 tenant_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant", default=None)
 user_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("user", default=None)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a user (session or user token), an API key, or the system."""
+
+    type: str  # "user" | "api_key" | "system"
+    user_id: int | None = None
+    api_key_id: int | None = None
+
+
+SYSTEM = Actor(type="system")
+actor_var: contextvars.ContextVar[Actor] = contextvars.ContextVar("actor", default=SYSTEM)
 
 # Accept a caller's id only if it is short and harmless in a log line / header.
 _REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

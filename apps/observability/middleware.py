@@ -10,7 +10,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_prometheus.exports import ExportToDjangoView
 
 from . import health
-from .context import clean_request_id, request_id_var, tenant_var, user_var
+from .context import SYSTEM, Actor, actor_var, clean_request_id, request_id_var, tenant_var, user_var
 
 logger = logging.getLogger("apps.request")
 
@@ -95,6 +95,7 @@ def clear_request_context(**kwargs) -> None:
     request_id_var.set(None)
     tenant_var.set(None)
     user_var.set(None)
+    actor_var.set(SYSTEM)
 
 
 class UserContextMiddleware:
@@ -107,4 +108,5 @@ class UserContextMiddleware:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             user_var.set(str(user.pk))
+            actor_var.set(Actor(type="user", user_id=user.pk))
         return self.get_response(request)

@@ -49,19 +49,29 @@ SHARED_APPS = [
     "apps.observability",
     "apps.api",
     "apps.backoffice",
+    "apps.partitions",
+    "apps.billing",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.admin",
+    "django.contrib.postgres",
     "django_prometheus",
     "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 # Tenant apps: tables in every tenant's own schema.
 TENANT_APPS = [
     "apps.content",
-    "apps.activity",
+    "apps.search",
+    "apps.analytics",
+    "apps.audit",
+    "apps.reports",
+    "apps.idempotency",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -208,10 +218,12 @@ CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_TIMEZONE = "UTC"
 # Workers log through the same JSON configuration as the web processes.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_TASK_ROUTES = {"activity.*": {"queue": "maintenance"}}
+CELERY_TASK_ROUTES = {"partitions.*": {"queue": "maintenance"}}
 CELERY_BEAT_SCHEDULE: dict = {
-    "maintain-partitions": {"task": "activity.maintain_partitions", "schedule": 6 * 3600},
+    "maintain-partitions": {"task": "partitions.maintain", "schedule": 6 * 3600},
 }
+# Range-partitioned (by month) tenant tables, maintained by apps.partitions.
+PARTITIONED_TABLES = ["audit_entry", "analytics_event"]
 PARTITION_MONTHS_AHEAD = int(env("PARTITION_MONTHS_AHEAD", "3"))
 PARTITION_RETENTION_MONTHS = int(env("PARTITION_RETENTION_MONTHS", "13"))
 
@@ -232,10 +244,41 @@ WHITENOISE_USE_FINDERS = True
 
 # --- API ------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.api.authentication.BearerAuthentication",
+        "apps.api.authentication.TenantSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.api.permissions.TenantRole"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "apps.api.pagination.TenantCursorPagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.api.problems.exception_handler",
+    "UNAUTHENTICATED_USER": None,
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "SaaS platform tenant API",
+    "DESCRIPTION": (
+        "The API of one tenant, served on the tenant's host under /api/v1/. Authenticate with "
+        "`Authorization: Bearer <API key or token>` (POST /api/v1/auth/token gives a token for a member's "
+        "email and password). Errors are RFC 9457 problem details. POST accepts an `Idempotency-Key` header."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+}
+# Bulk requests (500 documents, 1,000 events) fit; larger bodies get 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(5 * 1024 * 1024)))
+IDEMPOTENCY_KEY_SECONDS = 24 * 3600
+
+# --- accounts -------------------------------------------------------------
+USER_TOKEN_SECONDS = int(env("USER_TOKEN_SECONDS", str(12 * 3600)))
+INVITATION_SECONDS = int(env("INVITATION_SECONDS", str(7 * 24 * 3600)))
 
 # --- observability --------------------------------------------------------
 PROMETHEUS_EXPORT_MIGRATIONS = False

@@ -1,0 +1,73 @@
+"""Usage and quotas of the tenant: counters and the analytics read model."""
+
+import datetime as dt
+
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from apps.accounts.selectors import api_keys_of_tenant, memberships_of_tenant
+from apps.analytics.selectors import daily_usage, events_in_month
+from apps.api.serializers import StrictSerializer, validated
+from apps.api.views import TenantAPIView
+from apps.content.selectors import document_count
+
+from .services import subscription_for
+
+
+class UsageApi(TenantAPIView):
+    class OutputSerializer(serializers.Serializer):
+        plan = serializers.CharField()
+        rate_limit_per_minute = serializers.IntegerField()
+        quotas = serializers.DictField(child=serializers.DictField())
+
+    @extend_schema(responses=OutputSerializer, operation_id="usage")
+    def get(self, request):
+        tenant = request.tenant
+        plan = subscription_for(tenant).plan
+        used = {
+            "documents": document_count(),
+            "events_per_month": events_in_month(timezone.now().date()),
+            "seats": memberships_of_tenant(tenant_id=tenant.pk).count(),
+            "api_keys": api_keys_of_tenant(tenant_id=tenant.pk).filter(revoked_at__isnull=True).count(),
+        }
+        limits = {"documents": plan.max_documents, "events_per_month": plan.max_events_per_month,
+                  "seats": plan.max_seats, "api_keys": plan.max_api_keys}
+        return Response({
+            "plan": plan.code,
+            "rate_limit_per_minute": plan.rate_limit_per_minute,
+            "quotas": {name: {"used": used[name], "limit": limits[name]} for name in limits},
+        })
+
+
+class EventUsageApi(TenantAPIView):
+    class FilterSerializer(StrictSerializer):
+        since = serializers.DateField(required=False)
+        until = serializers.DateField(required=False)
+        type = serializers.CharField(max_length=100, required=False)
+
+        def validate(self, attrs):
+            until = attrs.get("until") or timezone.now().date()
+            since = attrs.get("since") or until - dt.timedelta(days=30)
+            if since > until:
+                raise serializers.ValidationError({"since": "must not be after until"})
+            if (until - since).days > 366:
+                raise serializers.ValidationError({"since": "at most 366 days at a time"})
+            return {**attrs, "since": since, "until": until}
+
+    class RowSerializer(serializers.Serializer):
+        day = serializers.DateField()
+        event_type = serializers.CharField()
+        count = serializers.IntegerField()
+
+    @extend_schema(
+        parameters=[OpenApiParameter("since", OpenApiTypes.DATE), OpenApiParameter("until", OpenApiTypes.DATE),
+                    OpenApiParameter("type", OpenApiTypes.STR)],
+        responses=RowSerializer(many=True), operation_id="usage_events",
+    )
+    def get(self, request):
+        filters = validated(self.FilterSerializer, request.query_params.dict())
+        rows = daily_usage(since=filters["since"], until=filters["until"], event_type=filters.get("type"))
+        return Response(self.RowSerializer(rows, many=True).data)

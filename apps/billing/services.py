@@ -1,0 +1,54 @@
+"""Subscriptions and quota enforcement."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from apps.api.errors import QuotaExceeded
+from apps.tenancy.models import Tenant
+
+from .models import QUOTA_FIELDS, Plan, Subscription
+
+
+def subscription_for(tenant: Tenant) -> Subscription:
+    """The tenant's subscription, made from its plan code on first use."""
+    subscription = Subscription.objects.select_related("plan").filter(tenant_id=tenant.pk).first()
+    if subscription is None:
+        plan = Plan.objects.filter(code=tenant.plan).first() or Plan.objects.order_by("rank").first()
+        subscription, _ = Subscription.objects.select_related("plan").get_or_create(
+            tenant_id=tenant.pk, defaults={"plan": plan}
+        )
+    return subscription
+
+
+@transaction.atomic
+def subscription_change_plan(*, tenant: Tenant, plan_code: str) -> Subscription:
+    plan = Plan.objects.filter(code=plan_code).first()
+    if plan is None:
+        raise ValidationError({"plan": f"Unknown plan '{plan_code}'."})
+    subscription = subscription_for(tenant)
+    subscription.plan = plan
+    subscription.save(update_fields=["plan", "changed_at"])
+    tenant.plan = plan.code
+    tenant.save(update_fields=["plan", "updated_at"])
+    return subscription
+
+
+def quota_enforce(*, tenant: Tenant, quota: str, used: int, adding: int = 1) -> None:
+    """Raise QuotaExceeded if ``used + adding`` passes the plan's ``quota``.
+
+    The error names the quota, the limit, and the cheapest plan that lifts it.
+    """
+    field = QUOTA_FIELDS[quota]
+    plan = subscription_for(tenant).plan
+    limit = getattr(plan, field)
+    if used + adding <= limit:
+        return
+    upgrade = Plan.objects.filter(rank__gt=plan.rank, **{f"{field}__gte": used + adding}).order_by("rank").first()
+    lift = f" The {upgrade.name} plan allows {getattr(upgrade, field):,}." if upgrade else ""
+    raise QuotaExceeded(
+        f"The {plan.name} plan allows {limit:,} {quota.replace('_', ' ')}; this would make {used + adding:,}.{lift}",
+        quota=quota, limit=limit, used=used, requested=adding, plan=plan.code,
+        upgrade_plan=upgrade.code if upgrade else None,
+    )

@@ -1,0 +1,175 @@
+"""Document endpoints: CRUD with optimistic locking, conditional GET, cursor
+pages, filters and ordering, bulk create."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.response import Response
+
+from apps.api.errors import NotFound, PreconditionFailed, PreconditionRequired
+from apps.api.pagination import TenantCursorPagination
+from apps.api.serializers import StrictSerializer, validated
+from apps.api.views import TenantAPIView
+
+from . import selectors, services
+from .models import Document
+
+ORDERINGS = {"created_at", "-created_at", "updated_at", "-updated_at", "title", "-title"}
+
+
+def etag_of(document: Document) -> str:
+    return f'"{document.version}"'
+
+
+def expected_version(request) -> int | None:
+    """The version an update or delete is based on, from If-Match.
+
+    Missing -> 428; "*" -> None (any version); anything unparsable -> 412.
+    """
+    header = request.headers.get("If-Match")
+    if header is None:
+        raise PreconditionRequired("Send If-Match with the document's ETag (from GET) to change or delete it.")
+    if header.strip() == "*":
+        return None
+    value = header.strip().removeprefix("W/").strip('"')
+    if not value.isdigit():
+        raise PreconditionFailed("If-Match must be the document's ETag, e.g. \"3\".")
+    return int(value)
+
+
+class DocumentOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Document
+        fields = ["id", "title", "body", "tags", "status", "author_id", "version", "created_at", "updated_at"]
+
+
+class DocumentInput(StrictSerializer):
+    title = serializers.CharField(max_length=300)
+    body = serializers.CharField(required=False, allow_blank=True, default="", max_length=1_000_000)
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, default=list, max_length=20)
+    status = serializers.ChoiceField(choices=Document.Status.choices, required=False, default=Document.Status.DRAFT)
+
+
+class DocumentPatch(StrictSerializer):
+    title = serializers.CharField(max_length=300, required=False)
+    body = serializers.CharField(required=False, allow_blank=True, max_length=1_000_000)
+    tags = serializers.ListField(child=serializers.CharField(max_length=50), required=False, max_length=20)
+    status = serializers.ChoiceField(choices=Document.Status.choices, required=False)
+
+
+class DocumentFilters(StrictSerializer):
+    status = serializers.ChoiceField(choices=Document.Status.choices, required=False)
+    tag = serializers.CharField(max_length=50, required=False)
+    author_id = serializers.IntegerField(required=False, min_value=1)
+    q = serializers.CharField(max_length=200, required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+    ordering = serializers.ChoiceField(choices=sorted(ORDERINGS), required=False, default="-created_at")
+    cursor = serializers.CharField(required=False, max_length=500)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+
+
+class DocumentCursorPagination(TenantCursorPagination):
+    def get_ordering(self, request, queryset, view):
+        return (view.ordering_value,)
+
+
+LIST_PARAMETERS = [
+    OpenApiParameter("status", OpenApiTypes.STR, enum=Document.Status.values),
+    OpenApiParameter("tag", OpenApiTypes.STR),
+    OpenApiParameter("author_id", OpenApiTypes.INT),
+    OpenApiParameter("q", OpenApiTypes.STR, description="title contains"),
+    OpenApiParameter("created_after", OpenApiTypes.DATETIME),
+    OpenApiParameter("created_before", OpenApiTypes.DATETIME),
+    OpenApiParameter("ordering", OpenApiTypes.STR, enum=sorted(ORDERINGS)),
+    OpenApiParameter("cursor", OpenApiTypes.STR),
+    OpenApiParameter("page_size", OpenApiTypes.INT),
+]
+
+
+class DocumentListCreateApi(TenantAPIView):
+    @extend_schema(parameters=LIST_PARAMETERS, responses=DocumentOutput(many=True), operation_id="documents_list")
+    def get(self, request):
+        filters = validated(DocumentFilters, request.query_params.dict())
+        self.ordering_value = filters.pop("ordering")
+        filters.pop("cursor", None)
+        filters.pop("page_size", None)
+        documents = selectors.document_list(
+            status=filters.get("status"), tag=filters.get("tag"), author_id=filters.get("author_id"),
+            title_contains=filters.get("q"), created_after=filters.get("created_after"),
+            created_before=filters.get("created_before"),
+        )
+        paginator = DocumentCursorPagination()
+        page = paginator.paginate_queryset(documents, request, view=self)
+        return paginator.get_paginated_response(DocumentOutput(page, many=True).data)
+
+    @extend_schema(request=DocumentInput, responses={201: DocumentOutput}, operation_id="documents_create")
+    def post(self, request):
+        data = validated(DocumentInput, request.data)
+        document = services.document_create(author_id=request.user.pk, **data)
+        response = Response(DocumentOutput(document).data, status=status.HTTP_201_CREATED)
+        response["ETag"] = etag_of(document)
+        response["Location"] = f"/api/v1/documents/{document.pk}"
+        return response
+
+
+class DocumentDetailApi(TenantAPIView):
+    def _get(self, document_id: int) -> Document:
+        document = selectors.document_get(document_id=document_id)
+        if document is None:
+            raise NotFound(f"No document {document_id}.")
+        return document
+
+    @extend_schema(responses={200: DocumentOutput, 304: None}, operation_id="documents_retrieve")
+    def get(self, request, document_id: int):
+        document = self._get(document_id)
+        etag = etag_of(document)
+        if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
+            response = Response(status=status.HTTP_304_NOT_MODIFIED)
+        else:
+            response = Response(DocumentOutput(document).data)
+        response["ETag"] = etag
+        return response
+
+    @extend_schema(
+        request=DocumentPatch, responses={200: DocumentOutput}, operation_id="documents_update",
+        parameters=[OpenApiParameter("If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True)],
+    )
+    def patch(self, request, document_id: int):
+        changes = validated(DocumentPatch, request.data)
+        version = expected_version(request)
+        document = services.document_update(document_id=document_id, expected_version=version, changes=changes)
+        response = Response(DocumentOutput(document).data)
+        response["ETag"] = etag_of(document)
+        return response
+
+    @extend_schema(
+        responses={204: None}, operation_id="documents_destroy",
+        parameters=[OpenApiParameter("If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True)],
+    )
+    def delete(self, request, document_id: int):
+        services.document_delete(document_id=document_id, expected_version=expected_version(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DocumentBulkCreateApi(TenantAPIView):
+    class InputSerializer(StrictSerializer):
+        documents = DocumentInput(many=True, allow_empty=False, max_length=services.BULK_LIMIT)
+
+    class OutputSerializer(serializers.Serializer):
+        created = serializers.IntegerField()
+        ids = serializers.ListField(child=serializers.IntegerField())
+
+    @extend_schema(request=InputSerializer, responses={201: OutputSerializer}, operation_id="documents_bulk_create")
+    def post(self, request):
+        data = validated(self.InputSerializer, request.data)
+        items = [services.DocumentInput(title=d["title"], body=d["body"], tags=tuple(d["tags"]), status=d["status"])
+                 for d in data["documents"]]
+        try:
+            created = services.document_bulk_create(documents=items, author_id=request.user.pk)
+        except DjangoValidationError:
+            raise
+        return Response({"created": len(created), "ids": [d.pk for d in created]}, status=status.HTTP_201_CREATED)

@@ -1,0 +1,42 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from apps.api.serializers import StrictSerializer, validated
+from apps.api.views import TenantAPIView
+from apps.content.models import Document
+
+from .selectors import document_search
+
+
+class SearchApi(TenantAPIView):
+    class FilterSerializer(StrictSerializer):
+        q = serializers.CharField(min_length=1, max_length=200)
+        limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
+        status = serializers.ChoiceField(choices=Document.Status.choices, required=False)
+
+    class ResultSerializer(serializers.Serializer):
+        id = serializers.IntegerField()
+        title = serializers.CharField()
+        status = serializers.CharField()
+        rank = serializers.FloatField()
+        snippet = serializers.CharField()
+
+    class OutputSerializer(serializers.Serializer):
+        query = serializers.CharField()
+        results = serializers.ListField(child=serializers.DictField())
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("q", OpenApiTypes.STR, required=True, description="words, \"phrases\", -excluded, or"),
+            OpenApiParameter("limit", OpenApiTypes.INT),
+            OpenApiParameter("status", OpenApiTypes.STR, enum=Document.Status.values),
+        ],
+        responses=OutputSerializer,
+        operation_id="search",
+    )
+    def get(self, request):
+        filters = validated(self.FilterSerializer, request.query_params.dict())
+        results = document_search(query=filters["q"], limit=filters["limit"], status=filters.get("status"))
+        return Response({"query": filters["q"], "results": self.ResultSerializer(results, many=True).data})

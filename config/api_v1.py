@@ -1,0 +1,35 @@
+"""/api/v1/ of a tenant's host."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.accounts import apis as accounts
+from apps.analytics import apis as analytics
+from apps.audit import apis as audit
+from apps.billing import apis as billing
+from apps.content import apis as content
+from apps.reports import apis as reports
+from apps.search import apis as search
+
+urlpatterns = [
+    path("schema", SpectacularAPIView.as_view(api_version="v1"), name="api-schema"),
+    path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("auth/token", accounts.TokenApi.as_view(), name="auth-token"),
+    path("me", accounts.MeApi.as_view(), name="me"),
+    path("members", accounts.MemberListApi.as_view(), name="members"),
+    path("members/<int:membership_id>", accounts.MemberDetailApi.as_view(), name="member"),
+    path("invitations", accounts.InvitationListCreateApi.as_view(), name="invitations"),
+    path("invitations/accept", accounts.InvitationAcceptApi.as_view(), name="invitation-accept"),
+    path("api-keys", accounts.ApiKeyListCreateApi.as_view(), name="api-keys"),
+    path("api-keys/<int:api_key_id>", accounts.ApiKeyDetailApi.as_view(), name="api-key"),
+    path("documents", content.DocumentListCreateApi.as_view(), name="documents"),
+    path("documents/bulk", content.DocumentBulkCreateApi.as_view(), name="documents-bulk"),
+    path("documents/<int:document_id>", content.DocumentDetailApi.as_view(), name="document"),
+    path("search", search.SearchApi.as_view(), name="search"),
+    path("events", analytics.EventIngestApi.as_view(), name="events"),
+    path("usage", billing.UsageApi.as_view(), name="usage"),
+    path("usage/events", billing.EventUsageApi.as_view(), name="usage-events"),
+    path("audit", audit.AuditListApi.as_view(), name="audit"),
+    path("exports", reports.ExportListCreateApi.as_view(), name="exports"),
+    path("exports/<uuid:export_id>", reports.ExportDetailApi.as_view(), name="export"),
+]
