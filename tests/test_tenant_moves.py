@@ -12,9 +12,9 @@ from django.db import OperationalError
 from django.test import Client
 
 from apps.audit.models import AuditEntry
-from apps.partitions.partitions import month_start
 from apps.content.models import Document
 from apps.content.services import document_create
+from apps.partitions.partitions import month_start
 from apps.tenancy import moves, schemas
 from apps.tenancy.activation import tenant_activated
 from apps.tenancy.models import Shard, Tenant

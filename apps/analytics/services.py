@@ -50,19 +50,18 @@ def events_ingest(*, events: list[EventInput]) -> int:
         raise ValidationError({"events": f"At most {MAX_BATCH} events per request."})
     now = timezone.now()
     earliest, latest = accepting_window(now)
-    errors: dict[str, dict] = {}
+    errors: dict[str, str] = {}
     for index, event in enumerate(events):
-        problems = {}
         if not EVENT_TYPE.match(event.type or ""):
-            problems["type"] = "1-100 characters: lowercase letters, digits and _ . : -, starting with a letter or digit."
+            errors[f"events[{index}].type"] = (
+                "1-100 characters: lowercase letters, digits and _ . : -, starting with a letter or digit."
+            )
         if not (earliest <= event.timestamp <= latest):
-            problems["timestamp"] = f"Must be between {earliest:%Y-%m-%d} and one day from now."
+            errors[f"events[{index}].timestamp"] = f"Must be between {earliest:%Y-%m-%d} and one day from now."
         if len(json.dumps(event.properties)) > MAX_PROPERTIES_BYTES:
-            problems["properties"] = f"At most {MAX_PROPERTIES_BYTES} bytes of JSON."
-        if problems:
-            errors[str(index)] = problems
+            errors[f"events[{index}].properties"] = f"At most {MAX_PROPERTIES_BYTES} bytes of JSON."
     if errors:
-        raise ValidationError({"events": [errors]})
+        raise ValidationError(errors)
 
     alias = tenant_write_alias()
     with transaction.atomic(using=alias):

@@ -79,16 +79,17 @@ def document_bulk_create(*, documents: list[DocumentInput], author_id: int | Non
     if len(documents) > BULK_LIMIT:
         raise ValidationError({"documents": f"At most {BULK_LIMIT} documents per request."})
     rows = []
-    errors = {}
+    errors: dict[str, list[str]] = {}
     for index, item in enumerate(documents):
         try:
             values = _clean({"title": item.title, "body": item.body, "tags": list(item.tags), "status": item.status})
         except ValidationError as exc:
-            errors[str(index)] = exc.message_dict
+            for field, messages in exc.message_dict.items():
+                errors[f"documents[{index}].{field}"] = messages
             continue
         rows.append(Document(author_id=author_id, **values))
     if errors:
-        raise ValidationError({"documents": [errors]})
+        raise ValidationError(errors)
     with transaction.atomic(using=tenant_write_alias()):
         _enforce_document_quota(len(rows))
         created = Document.objects.bulk_create(rows, batch_size=BULK_BATCH_SIZE)

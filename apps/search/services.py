@@ -37,6 +37,14 @@ def search_index_documents(document_ids: list[int]) -> int:
 
 def search_index_after_commit(document_ids: list[int]) -> None:
     """Index after the surrounding transaction commits (never for a rollback)."""
-    alias = tenant_write_alias()
+    from apps.tenancy.activation import tenant_activated
+    from apps.tenancy.context import require_active_tenant
+
+    tenant = require_active_tenant()
     ids = list(document_ids)
-    transaction.on_commit(lambda: search_index_documents(ids), using=alias)
+
+    def index() -> None:
+        with tenant_activated(tenant):  # the callback may run after the request's tenant is gone
+            search_index_documents(ids)
+
+    transaction.on_commit(index, using=tenant_write_alias(tenant))
