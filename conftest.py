@@ -23,17 +23,30 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
-    """Point each replica alias at its real server, reading the test database.
+def django_db_setup(request, django_test_environment, django_db_blocker, django_db_keepdb, django_db_createdb):
+    """Test databases for every alias: the control plane and all shards.
 
-    Django treats a replica as a mirror of its primary during tests and would
-    send its queries to the primary. The test database created on the primary
-    reaches the replica by streaming replication, so only the host and port
-    need to be the replica's again.
+    Replaces pytest-django's fixture, which only creates the databases that
+    marked tests name; tests that commit (no django_db mark) and the
+    processes they start need every shard's test database too.
+
+    Each replica alias is then pointed back at its real server. Django treats
+    a replica as a mirror of its primary during tests and would send its
+    queries to the primary; the test database created on the primary reaches
+    the replica by streaming replication, so only host and port change.
     """
     from django.conf import settings
     from django.db import connections
+    from django.test.utils import setup_databases, teardown_databases
 
+    with django_db_blocker.unblock():
+        db_cfg = setup_databases(
+            verbosity=request.config.option.verbose,
+            interactive=False,
+            keepdb=django_db_keepdb and not django_db_createdb,
+            aliases=set(settings.DATABASES),
+            serialized_aliases=set(),
+        )
     for alias in settings.DATABASES:
         if not alias.endswith(settings.REPLICA_ALIAS_SUFFIX):
             continue
@@ -43,9 +56,15 @@ def django_db_setup(django_db_setup, django_db_blocker):
         connections[alias].close()
         connections[alias].settings_dict = replica_settings
     yield
-    # Aliases sharing a test database keep their own connections; close them
-    # all or dropping the database fails ("being accessed by other users").
-    connections.close_all()
+    with django_db_blocker.unblock():
+        # Aliases sharing a test database keep their own connections; close
+        # them all or dropping the database fails ("being accessed by other users").
+        connections.close_all()
+        if not (django_db_keepdb and not django_db_createdb):
+            try:
+                teardown_databases(db_cfg, verbosity=request.config.option.verbose)
+            except Exception as exc:  # a leftover session must not fail the run
+                request.node.warn(pytest.PytestWarning(f"Error when trying to teardown test databases: {exc!r}"))
 
 
 @pytest.fixture(scope="session")

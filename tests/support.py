@@ -6,19 +6,21 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 import requests
-from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_database_url() -> str:
-    """A DATABASE_URL for the database pytest-django made (test_<name>)."""
-    s = connection.settings_dict
+def test_database_url(alias: str = "default") -> str:
+    """A URL for the test database of ``alias`` (test_<name>)."""
+    from django.db import connections
+
+    s = connections[alias].settings_dict
     host = s.get("HOST") or ""
     host_part = quote(host, safe="") if host.startswith("/") else host
     port = f":{s['PORT']}" if s.get("PORT") else ""
@@ -29,8 +31,21 @@ def test_database_url() -> str:
 
 
 def process_env(**overrides: str) -> dict[str, str]:
+    """The environment of a process that must use this run's test databases."""
+    from django.conf import settings
+
+    prefix, suffix = settings.SHARD_ALIAS_PREFIX, settings.REPLICA_ALIAS_SUFFIX
+    shards = [a for a in settings.DATABASES if a.startswith(prefix) and not a.endswith(suffix)]
+    replicas = [a for a in settings.DATABASES if a.startswith(prefix) and a.endswith(suffix)]
     env = dict(os.environ)
-    env.update(DJANGO_SETTINGS_MODULE="config.settings.test", DATABASE_URL=test_database_url())
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.test",
+        DATABASE_URL=test_database_url(),
+        SHARD_URLS=",".join(f"{a.removeprefix(prefix)}={test_database_url(a)}" for a in shards),
+        SHARD_REPLICA_URLS=",".join(
+            f"{a.removeprefix(prefix).removesuffix(suffix)}={test_database_url(a)}" for a in replicas
+        ),
+    )
     env.update(overrides)
     return env
 
@@ -63,20 +78,25 @@ class Gunicorn:
             GUNICORN_BIND=f"127.0.0.1:{self.port}", WEB_CONCURRENCY=str(workers), **(env or {})
         )
         self.process: subprocess.Popen | None = None
+        # A file, not a pipe: a pipe nobody drains fills up and blocks the
+        # workers' log writes, and with them every request.
+        self.log = tempfile.NamedTemporaryFile(prefix="gunicorn-", suffix=".log", delete=False)
+
+    def log_text(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
 
     def __enter__(self) -> Gunicorn:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--config", str(ROOT / "config" / "gunicorn.conf.py")],
             env=self.env,
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.process.stderr.read()}")
+                raise RuntimeError(f"gunicorn exited: {self.log_text()[-3000:]}")
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return self
@@ -93,6 +113,8 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
 
 
 # --- shards and committed tenants ------------------------------------------

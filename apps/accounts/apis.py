@@ -22,25 +22,25 @@ class TokenApi(TenantAPIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    class InputSerializer(StrictSerializer):
+    class TokenInput(StrictSerializer):
         email = serializers.EmailField()
         password = serializers.CharField(max_length=200)
 
-    class OutputSerializer(serializers.Serializer):
+    class TokenOutput(serializers.Serializer):
         token = serializers.CharField()
         token_type = serializers.CharField()
         expires_in = serializers.IntegerField()
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer}, auth=[], operation_id="auth_token")
+    @extend_schema(request=TokenInput, responses={201: TokenOutput}, auth=[], operation_id="auth_token")
     def post(self, request):
-        data = validated(self.InputSerializer, request.data)
+        data = validated(self.TokenInput, request.data)
         token = services.user_token_issue(tenant_id=request.tenant.pk, email=data["email"], password=data["password"])
         return Response({"token": token, "token_type": "Bearer", "expires_in": settings.USER_TOKEN_SECONDS},
                         status=status.HTTP_201_CREATED)
 
 
 class MeApi(TenantAPIView):
-    class OutputSerializer(serializers.Serializer):
+    class MeOutput(serializers.Serializer):
         kind = serializers.CharField()
         role = serializers.CharField()
         user_id = serializers.IntegerField(allow_null=True)
@@ -48,7 +48,7 @@ class MeApi(TenantAPIView):
         api_key = serializers.CharField(allow_null=True)
         tenant = serializers.CharField()
 
-    @extend_schema(responses=OutputSerializer, operation_id="me")
+    @extend_schema(responses=MeOutput, operation_id="me")
     def get(self, request):
         principal = request.user
         return Response({
@@ -77,7 +77,7 @@ class MemberListApi(TenantAPIView):
 class MemberDetailApi(TenantAPIView):
     write_role = Membership.Role.ADMIN
 
-    class InputSerializer(StrictSerializer):
+    class MemberRoleInput(StrictSerializer):
         role = serializers.ChoiceField(choices=Membership.Role.choices)
 
     def _membership(self, request, membership_id) -> Membership:
@@ -86,9 +86,9 @@ class MemberDetailApi(TenantAPIView):
             raise NotFound(f"No member {membership_id} in this tenant.")
         return membership
 
-    @extend_schema(request=InputSerializer, responses=MemberOutput, operation_id="members_update")
+    @extend_schema(request=MemberRoleInput, responses=MemberOutput, operation_id="members_update")
     def patch(self, request, membership_id: int):
-        data = validated(self.InputSerializer, request.data)
+        data = validated(self.MemberRoleInput, request.data)
         membership = self._membership(request, membership_id)
         before = membership.role
         if Membership.Role.OWNER in (data["role"], before) and request.user.role != Membership.Role.OWNER:
@@ -117,12 +117,12 @@ class InvitationListCreateApi(TenantAPIView):
     read_role = Membership.Role.ADMIN
     write_role = Membership.Role.ADMIN
 
-    class InputSerializer(StrictSerializer):
+    class InvitationInput(StrictSerializer):
         email = serializers.EmailField()
         role = serializers.ChoiceField(choices=[Membership.Role.ADMIN, Membership.Role.MEMBER, Membership.Role.VIEWER],
                                        default=Membership.Role.MEMBER)
 
-    class CreatedSerializer(InvitationOutput):
+    class InvitationCreated(InvitationOutput):
         token = serializers.CharField(read_only=True)
 
         class Meta(InvitationOutput.Meta):
@@ -132,9 +132,9 @@ class InvitationListCreateApi(TenantAPIView):
     def get(self, request):
         return Response(InvitationOutput(selectors.invitations_of_tenant(tenant_id=request.tenant.pk), many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: CreatedSerializer}, operation_id="invitations_create")
+    @extend_schema(request=InvitationInput, responses={201: InvitationCreated}, operation_id="invitations_create")
     def post(self, request):
-        data = validated(self.InputSerializer, request.data)
+        data = validated(self.InvitationInput, request.data)
         created = services.invitation_create(tenant_id=request.tenant.pk, email=data["email"], role=data["role"],
                                              invited_by=request.user.user)
         audit_record(action="create", object_type="invitation", object_id=created.invitation.pk,
@@ -150,13 +150,13 @@ class InvitationAcceptApi(TenantAPIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    class InputSerializer(StrictSerializer):
+    class InvitationAcceptInput(StrictSerializer):
         token = serializers.CharField(max_length=200)
         password = serializers.CharField(max_length=200, required=False)
 
-    @extend_schema(request=InputSerializer, responses={201: MemberOutput}, auth=[], operation_id="invitations_accept")
+    @extend_schema(request=InvitationAcceptInput, responses={201: MemberOutput}, auth=[], operation_id="invitations_accept")
     def post(self, request):
-        data = validated(self.InputSerializer, request.data)
+        data = validated(self.InvitationAcceptInput, request.data)
         membership = services.invitation_accept(tenant_id=request.tenant.pk, token=data["token"],
                                                 password=data.get("password"))
         return Response(MemberOutput(membership).data, status=status.HTTP_201_CREATED)
@@ -172,12 +172,12 @@ class ApiKeyListCreateApi(TenantAPIView):
     read_role = Membership.Role.ADMIN
     write_role = Membership.Role.ADMIN
 
-    class InputSerializer(StrictSerializer):
+    class ApiKeyInput(StrictSerializer):
         name = serializers.CharField(max_length=100)
         scopes = serializers.ListField(child=serializers.ChoiceField(choices=ApiKey.Scope.choices), allow_empty=False,
                                        max_length=3)
 
-    class CreatedSerializer(ApiKeyOutput):
+    class ApiKeyCreated(ApiKeyOutput):
         key = serializers.CharField(read_only=True)
 
         class Meta(ApiKeyOutput.Meta):
@@ -187,11 +187,11 @@ class ApiKeyListCreateApi(TenantAPIView):
     def get(self, request):
         return Response(ApiKeyOutput(selectors.api_keys_of_tenant(tenant_id=request.tenant.pk), many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={201: CreatedSerializer}, operation_id="api_keys_create")
+    @extend_schema(request=ApiKeyInput, responses={201: ApiKeyCreated}, operation_id="api_keys_create")
     def post(self, request):
         from apps.billing.services import quota_enforce
 
-        data = validated(self.InputSerializer, request.data)
+        data = validated(self.ApiKeyInput, request.data)
         active = selectors.api_keys_of_tenant(tenant_id=request.tenant.pk).filter(revoked_at__isnull=True).count()
         quota_enforce(tenant=request.tenant, quota="api_keys", used=active)
         created = services.api_key_create(tenant_id=request.tenant.pk, name=data["name"], scopes=data["scopes"],

@@ -17,15 +17,15 @@ class EventSerializer(StrictSerializer):
 
 
 class EventIngestApi(TenantAPIView):
-    class InputSerializer(StrictSerializer):
+    class EventBatchInput(StrictSerializer):
         events = EventSerializer(many=True, allow_empty=False, max_length=services.MAX_BATCH)
 
-    class OutputSerializer(serializers.Serializer):
+    class EventBatchOutput(serializers.Serializer):
         accepted = serializers.IntegerField()
 
-    @extend_schema(request=InputSerializer, responses={202: OutputSerializer}, operation_id="events_ingest")
+    @extend_schema(request=EventBatchInput, responses={202: EventBatchOutput}, operation_id="events_ingest")
     def post(self, request):
-        data = validated(self.InputSerializer, request.data)
+        data = validated(self.EventBatchInput, request.data)
         events = [
             services.EventInput(type=e["type"], timestamp=e["timestamp"].astimezone(dt.UTC), properties=e["properties"])
             for e in data["events"]

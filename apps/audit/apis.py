@@ -3,7 +3,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 
 from apps.accounts.models import Membership
-from apps.api.pagination import TenantCursorPagination
+from apps.api.pagination import TenantCursorPagination, paginated
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
 
@@ -15,10 +15,18 @@ class AuditPagination(TenantCursorPagination):
     ordering = "-occurred_at"
 
 
+class AuditEntryOutput(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "occurred_at", "actor_type", "actor_id", "api_key_id", "action", "object_type",
+                  "object_id", "request_id", "changes"]
+
+
+
 class AuditListApi(TenantAPIView):
     read_role = Membership.Role.ADMIN  # owners and admins
 
-    class FilterSerializer(StrictSerializer):
+    class AuditEntryFilter(StrictSerializer):
         object_type = serializers.CharField(max_length=100, required=False)
         object_id = serializers.CharField(max_length=64, required=False)
         actor_id = serializers.IntegerField(required=False, min_value=1)
@@ -28,23 +36,17 @@ class AuditListApi(TenantAPIView):
         cursor = serializers.CharField(required=False, max_length=500)
         page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
-    class OutputSerializer(serializers.ModelSerializer):
-        class Meta:
-            model = AuditEntry
-            fields = ["id", "occurred_at", "actor_type", "actor_id", "api_key_id", "action", "object_type",
-                      "object_id", "request_id", "changes"]
-
     @extend_schema(
         parameters=[OpenApiParameter(name, kind) for name, kind in [
             ("object_type", OpenApiTypes.STR), ("object_id", OpenApiTypes.STR), ("actor_id", OpenApiTypes.INT),
             ("since", OpenApiTypes.DATETIME), ("until", OpenApiTypes.DATETIME), ("cursor", OpenApiTypes.STR),
             ("page_size", OpenApiTypes.INT)]] + [OpenApiParameter("action", OpenApiTypes.STR, enum=AuditEntry.Action.values)],
-        responses=OutputSerializer(many=True), operation_id="audit_list",
+        responses=paginated(AuditEntryOutput, "AuditEntryPage"), operation_id="audit_list",
     )
     def get(self, request):
-        filters = validated(self.FilterSerializer, request.query_params.dict())
+        filters = validated(self.AuditEntryFilter, request.query_params.dict())
         filters.pop("cursor", None)
         filters.pop("page_size", None)
         paginator = AuditPagination()
         page = paginator.paginate_queryset(audit_entries(**filters), request, view=self)
-        return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
+        return paginator.get_paginated_response(AuditEntryOutput(page, many=True).data)

@@ -18,12 +18,12 @@ from .services import subscription_for
 
 
 class UsageApi(TenantAPIView):
-    class OutputSerializer(serializers.Serializer):
+    class UsageOutput(serializers.Serializer):
         plan = serializers.CharField()
         rate_limit_per_minute = serializers.IntegerField()
         quotas = serializers.DictField(child=serializers.DictField())
 
-    @extend_schema(responses=OutputSerializer, operation_id="usage")
+    @extend_schema(responses=UsageOutput, operation_id="usage")
     def get(self, request):
         tenant = request.tenant
         plan = subscription_for(tenant).plan
@@ -43,7 +43,7 @@ class UsageApi(TenantAPIView):
 
 
 class EventUsageApi(TenantAPIView):
-    class FilterSerializer(StrictSerializer):
+    class EventUsageFilter(StrictSerializer):
         since = serializers.DateField(required=False)
         until = serializers.DateField(required=False)
         type = serializers.CharField(max_length=100, required=False)
@@ -57,7 +57,7 @@ class EventUsageApi(TenantAPIView):
                 raise serializers.ValidationError({"since": "at most 366 days at a time"})
             return {**attrs, "since": since, "until": until}
 
-    class RowSerializer(serializers.Serializer):
+    class EventUsageRow(serializers.Serializer):
         day = serializers.DateField()
         event_type = serializers.CharField()
         count = serializers.IntegerField()
@@ -65,9 +65,9 @@ class EventUsageApi(TenantAPIView):
     @extend_schema(
         parameters=[OpenApiParameter("since", OpenApiTypes.DATE), OpenApiParameter("until", OpenApiTypes.DATE),
                     OpenApiParameter("type", OpenApiTypes.STR)],
-        responses=RowSerializer(many=True), operation_id="usage_events",
+        responses=EventUsageRow(many=True), operation_id="usage_events",
     )
     def get(self, request):
-        filters = validated(self.FilterSerializer, request.query_params.dict())
+        filters = validated(self.EventUsageFilter, request.query_params.dict())
         rows = daily_usage(since=filters["since"], until=filters["until"], event_type=filters.get("type"))
-        return Response(self.RowSerializer(rows, many=True).data)
+        return Response(self.EventUsageRow(rows, many=True).data)

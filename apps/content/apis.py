@@ -10,7 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.api.errors import NotFound, PreconditionFailed, PreconditionRequired
-from apps.api.pagination import TenantCursorPagination
+from apps.api.pagination import TenantCursorPagination, paginated
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
 
@@ -91,7 +91,8 @@ LIST_PARAMETERS = [
 
 
 class DocumentListCreateApi(TenantAPIView):
-    @extend_schema(parameters=LIST_PARAMETERS, responses=DocumentOutput(many=True), operation_id="documents_list")
+    @extend_schema(parameters=LIST_PARAMETERS, responses=paginated(DocumentOutput, "DocumentPage"),
+                   operation_id="documents_list")
     def get(self, request):
         filters = validated(DocumentFilters, request.query_params.dict())
         self.ordering_value = filters.pop("ordering")
@@ -156,16 +157,16 @@ class DocumentDetailApi(TenantAPIView):
 
 
 class DocumentBulkCreateApi(TenantAPIView):
-    class InputSerializer(StrictSerializer):
+    class DocumentBulkInput(StrictSerializer):
         documents = DocumentInput(many=True, allow_empty=False, max_length=services.BULK_LIMIT)
 
-    class OutputSerializer(serializers.Serializer):
+    class DocumentBulkOutput(serializers.Serializer):
         created = serializers.IntegerField()
         ids = serializers.ListField(child=serializers.IntegerField())
 
-    @extend_schema(request=InputSerializer, responses={201: OutputSerializer}, operation_id="documents_bulk_create")
+    @extend_schema(request=DocumentBulkInput, responses={201: DocumentBulkOutput}, operation_id="documents_bulk_create")
     def post(self, request):
-        data = validated(self.InputSerializer, request.data)
+        data = validated(self.DocumentBulkInput, request.data)
         items = [services.DocumentInput(title=d["title"], body=d["body"], tags=tuple(d["tags"]), status=d["status"])
                  for d in data["documents"]]
         try:

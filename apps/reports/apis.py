@@ -3,7 +3,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 
 from apps.api.errors import NotFound
-from apps.api.pagination import TenantCursorPagination
+from apps.api.pagination import TenantCursorPagination, paginated
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
 
@@ -24,20 +24,20 @@ class ExportOutput(serializers.ModelSerializer):
 
 
 class ExportListCreateApi(TenantAPIView):
-    class InputSerializer(StrictSerializer):
+    class ExportCreateInput(StrictSerializer):
         kind = serializers.ChoiceField(choices=ExportRequest.Kind.choices)
         format = serializers.ChoiceField(choices=ExportRequest.Format.choices, default=ExportRequest.Format.CSV)
         filters = serializers.DictField(child=serializers.CharField(max_length=100), required=False, default=dict)
 
-    @extend_schema(responses=ExportOutput(many=True), operation_id="exports_list")
+    @extend_schema(responses=paginated(ExportOutput, "ExportPage"), operation_id="exports_list")
     def get(self, request):
         paginator = TenantCursorPagination()
         page = paginator.paginate_queryset(ExportRequest.objects.all(), request, view=self)
         return paginator.get_paginated_response(ExportOutput(page, many=True).data)
 
-    @extend_schema(request=InputSerializer, responses={202: ExportOutput}, operation_id="exports_create")
+    @extend_schema(request=ExportCreateInput, responses={202: ExportOutput}, operation_id="exports_create")
     def post(self, request):
-        data = validated(self.InputSerializer, request.data)
+        data = validated(self.ExportCreateInput, request.data)
         export = services.export_request(requested_by_id=request.user.pk, **data)
         response = Response(ExportOutput(export).data, status=status.HTTP_202_ACCEPTED)
         response["Location"] = f"/api/v1/exports/{export.pk}"

@@ -10,22 +10,23 @@ from apps.content.models import Document
 from .selectors import document_search
 
 
+class SearchResult(serializers.Serializer):
+    id = serializers.IntegerField()
+    title = serializers.CharField()
+    status = serializers.CharField()
+    rank = serializers.FloatField()
+    snippet = serializers.CharField()
+
+
 class SearchApi(TenantAPIView):
-    class FilterSerializer(StrictSerializer):
+    class SearchFilter(StrictSerializer):
         q = serializers.CharField(min_length=1, max_length=200)
         limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
         status = serializers.ChoiceField(choices=Document.Status.choices, required=False)
 
-    class ResultSerializer(serializers.Serializer):
-        id = serializers.IntegerField()
-        title = serializers.CharField()
-        status = serializers.CharField()
-        rank = serializers.FloatField()
-        snippet = serializers.CharField()
-
-    class OutputSerializer(serializers.Serializer):
+    class SearchOutput(serializers.Serializer):
         query = serializers.CharField()
-        results = serializers.ListField(child=serializers.DictField())
+        results = SearchResult(many=True)
 
     @extend_schema(
         parameters=[
@@ -33,10 +34,10 @@ class SearchApi(TenantAPIView):
             OpenApiParameter("limit", OpenApiTypes.INT),
             OpenApiParameter("status", OpenApiTypes.STR, enum=Document.Status.values),
         ],
-        responses=OutputSerializer,
+        responses=SearchOutput,
         operation_id="search",
     )
     def get(self, request):
-        filters = validated(self.FilterSerializer, request.query_params.dict())
+        filters = validated(self.SearchFilter, request.query_params.dict())
         results = document_search(query=filters["q"], limit=filters["limit"], status=filters.get("status"))
-        return Response({"query": filters["q"], "results": self.ResultSerializer(results, many=True).data})
+        return Response({"query": filters["q"], "results": SearchResult(results, many=True).data})

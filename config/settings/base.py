@@ -271,6 +271,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "ENUM_NAME_OVERRIDES": {
+        "DocumentStatusEnum": "apps.content.models.Document.Status",
+        "MemberRoleEnum": "apps.accounts.models.Membership.Role",
+        "ExportStatusEnum": "apps.reports.models.ExportRequest.Status",
+    },
 }
 # Bulk requests (500 documents, 1,000 events) fit; larger bodies get 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(5 * 1024 * 1024)))
