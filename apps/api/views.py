@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from rest_framework.views import APIView
 
 from apps.tenancy.middleware import client_key
@@ -59,7 +58,3 @@ class TenantAPIView(APIView):
         if hasattr(response, "render"):
             response.render()
         return response
-
-
-def atomic_on_tenant_shard(request):
-    return transaction.atomic(using=tenant_write_alias(request.tenant))

@@ -1,10 +1,31 @@
-from apps.backoffice.sites import TenantModelAdmin, tenant_admin_site
+from django import forms
 
-from . import services
+from apps.api.errors import DomainError
+from apps.backoffice.sites import TenantModelAdmin, tenant_admin_site
+from apps.billing.services import quota_enforce
+from apps.tenancy.context import require_active_tenant
+
+from . import selectors, services
 from .models import Document
 
 
+class DocumentForm(forms.ModelForm):
+    class Meta:
+        model = Document
+        fields = ["title", "body", "tags", "status"]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.instance.pk is None:
+            try:  # the same quota as the API, shown on the form instead of a server error
+                quota_enforce(tenant=require_active_tenant(), quota="documents", used=selectors.document_count())
+            except DomainError as exc:
+                raise forms.ValidationError(exc.detail) from exc
+        return cleaned
+
+
 class DocumentAdmin(TenantModelAdmin):
+    form = DocumentForm
     list_display = ["title", "status", "version", "created_at", "updated_at"]
     list_filter = ["status"]
     search_fields = ["title", "body"]

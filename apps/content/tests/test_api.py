@@ -150,3 +150,13 @@ def test_writes_are_audited_with_request_id_and_changes(api, alpha):
     assert [(e["action"], e["request_id"]) for e in entries] == [("update", "req-audit-2"), ("create", "req-audit-1")]
     assert entries[0]["changes"] == {"status": ["draft", "published"], "version": [1, 2]}
     assert entries[0]["actor_type"] == "user" and entries[0]["actor_id"] == client.principal.pk
+
+
+def test_admin_shows_the_quota_on_the_form(alpha):
+    from django.test import Client
+
+    Plan.objects.filter(code="free").update(max_documents=0)
+    admin = Client(HTTP_HOST="alpha.localhost")
+    admin.post("/admin/login/?next=/admin/", {"username": "owner@alpha.test", "password": "alpha-pass"})
+    response = admin.post("/admin/content/document/add/", {"title": "Over", "status": "draft"})
+    assert response.status_code == 200 and b"Free plan allows 0 documents" in response.content
