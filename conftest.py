@@ -171,3 +171,25 @@ def api(tenants, db):
         return ApiClient(tenant, credential, principal=user)
 
     return make
+
+
+@pytest.fixture
+def outbox_inline(monkeypatch):
+    """Run outbox tasks in this process when their transaction commits.
+
+    For tests of what a task does (search results, say), not of how it
+    travels: the queueing itself is tested with a real broker and real
+    worker processes (tests/test_task_faults.py).
+    """
+    from apps.jobs import outbox
+    from config.celery_app import app
+
+    ran = []
+
+    def run_here(message):
+        ran.append(message.task_name)
+        app.tasks[message.task_name].apply(args=message.args, kwargs=message.kwargs, headers=message.headers,
+                                           task_id=str(message.id), throw=True)
+
+    monkeypatch.setattr(outbox, "publish", run_here)
+    return ran

@@ -32,4 +32,5 @@ urlpatterns = [
     path("audit", audit.AuditListApi.as_view(), name="audit"),
     path("exports", reports.ExportListCreateApi.as_view(), name="exports"),
     path("exports/<uuid:export_id>", reports.ExportDetailApi.as_view(), name="export"),
+    path("exports/<uuid:export_id>/download", reports.ExportDownloadApi.as_view(), name="export-download"),
 ]

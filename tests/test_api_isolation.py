@@ -35,7 +35,8 @@ def test_credentials_of_alpha_open_nothing_on_another_tenants_host(api, alpha, o
         assert response.status_code == 401, (path, response.content)
 
 
-def test_nothing_alpha_made_is_visible_or_changeable_from_another_tenant(api, alpha, other, django_capture_on_commit_callbacks):
+def test_nothing_alpha_made_is_visible_or_changeable_from_another_tenant(api, alpha, other, outbox_inline,
+                                                                        django_capture_on_commit_callbacks):
     owner_a = api(alpha, role="owner")
     with django_capture_on_commit_callbacks(execute=True, using=alpha.shard.alias):
         doc = owner_a.post("documents", {"title": "alphasecret plans", "body": "alphasecret"}).json()

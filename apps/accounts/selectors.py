@@ -58,3 +58,8 @@ def invitations_of_tenant(*, tenant_id: int):
     from .models import Invitation
 
     return Invitation.objects.filter(tenant_id=tenant_id, accepted_at__isnull=True).order_by("-created_at")
+
+
+def owner_emails(*, tenant_id: int) -> list[str]:
+    return list(Membership.objects.filter(tenant_id=tenant_id, role=Membership.Role.OWNER)
+                .values_list("user__email", flat=True).order_by("user__email"))

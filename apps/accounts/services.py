@@ -115,7 +115,26 @@ def invitation_create(*, tenant_id: int, email: str, role: str, invited_by: User
         tenant_id=tenant_id, email=email, role=role, token_hash=tokens.hash_secret(token), invited_by=invited_by,
         expires_at=timezone.now() + dt.timedelta(seconds=settings.INVITATION_SECONDS),
     )
+    _invitation_email(invitation, token)
     return CreatedInvitation(invitation=invitation, token=token)
+
+
+def _invitation_email(invitation: Invitation, token: str) -> None:
+    """Queue the invitation email in the control outbox, same transaction."""
+    from apps.jobs.services import control_outbox_enqueue
+    from apps.notifications.tasks import send_email
+    from apps.tenancy.models import Tenant
+    from apps.tenancy.selectors import tenant_primary_hostname
+
+    tenant = Tenant.objects.get(pk=invitation.tenant_id)
+    control_outbox_enqueue(send_email, kwargs={
+        "to": [invitation.email], "template": "invitation",
+        "context": {"tenant_name": tenant.name, "role": invitation.role, "token": token,
+                    "inviter": invitation.invited_by.email if invitation.invited_by else "",
+                    "expires_at": invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
+                    "host": tenant_primary_hostname(tenant) or ""},
+        "effect_key": f"invitation:{invitation.pk}",
+    }, headers={"tenant_id": tenant.pk, "tenant_slug": tenant.slug})
 
 
 @transaction.atomic

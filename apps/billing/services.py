@@ -52,3 +52,26 @@ def quota_enforce(*, tenant: Tenant, quota: str, used: int, adding: int = 1) -> 
         quota=quota, limit=limit, used=used, requested=adding, plan=plan.code,
         upgrade_plan=upgrade.code if upgrade else None,
     )
+
+
+def quota_warn_if_crossed(*, tenant: Tenant, quota: str, before: int, after: int, ratio: float) -> bool:
+    """Email the owners (through the tenant outbox, in the caller's
+    transaction) when usage goes from below ``ratio`` of the limit to at or above it."""
+    from apps.accounts.selectors import owner_emails
+    from apps.notifications.tasks import send_email
+    from apps.outbox.services import tenant_outbox_enqueue
+
+    plan = subscription_for(tenant).plan
+    limit = getattr(plan, QUOTA_FIELDS[quota])
+    threshold = limit * ratio
+    if not (before < threshold <= after) or limit == 0:
+        return False
+    upgrade = Plan.objects.filter(rank__gt=plan.rank).order_by("rank").first()
+    tenant_outbox_enqueue(send_email, kwargs={
+        "to": owner_emails(tenant_id=tenant.pk), "template": "quota_warning",
+        "context": {"tenant_name": tenant.name, "quota": quota.replace("_", " "), "used": after, "limit": limit,
+                    "plan": plan.name, "percent": round(100 * after / limit),
+                    "upgrade_plan": upgrade.name if upgrade else ""},
+        "effect_key": f"quota-warning:{tenant.pk}:{quota}:{limit}",  # once per limit
+    })
+    return True

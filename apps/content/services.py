@@ -14,8 +14,8 @@ from django.db.models import F
 
 from apps.api.errors import NotFound, PreconditionFailed
 from apps.audit.services import audit_record, audit_record_many, diff, snapshot
-from apps.billing.services import quota_enforce
-from apps.search.services import search_index_after_commit
+from apps.billing.services import quota_enforce, quota_warn_if_crossed
+from apps.search.services import search_index_schedule
 from apps.tenancy.context import require_active_tenant
 from apps.tenancy.routers import tenant_write_alias
 
@@ -55,8 +55,16 @@ def _clean(values: dict) -> dict:
     return values
 
 
+QUOTA_WARNING_RATIO = 0.8
+
+
 def _enforce_document_quota(adding: int) -> None:
-    quota_enforce(tenant=require_active_tenant(), quota="documents", used=Document.objects.count(), adding=adding)
+    """Refuse past the plan's limit; warn the owners once usage crosses 80%."""
+    tenant = require_active_tenant()
+    used = Document.objects.count()
+    quota_enforce(tenant=tenant, quota="documents", used=used, adding=adding)
+    quota_warn_if_crossed(tenant=tenant, quota="documents", before=used, after=used + adding,
+                          ratio=QUOTA_WARNING_RATIO)
 
 
 def document_create(
@@ -68,7 +76,7 @@ def document_create(
         document = Document.objects.create(author_id=author_id, **values)
         audit_record(action="create", object_type="document", object_id=document.pk,
                      changes=diff({}, snapshot(document, AUDITED_FIELDS)))
-        search_index_after_commit([document.pk])
+        search_index_schedule([document.pk])
     return document
 
 
@@ -95,7 +103,7 @@ def document_bulk_create(*, documents: list[DocumentInput], author_id: int | Non
         created = Document.objects.bulk_create(rows, batch_size=BULK_BATCH_SIZE)
         audit_record_many(action="create", object_type="document",
                           items=[(d.pk, diff({}, snapshot(d, AUDITED_FIELDS))) for d in created])
-        search_index_after_commit([d.pk for d in created])
+        search_index_schedule([d.pk for d in created])
     return created
 
 
@@ -127,7 +135,7 @@ def document_update(*, document_id: int, expected_version: int | None, changes: 
         document.refresh_from_db()
         audit_record(action="update", object_type="document", object_id=document.pk,
                      changes=diff(before, snapshot(document, AUDITED_FIELDS)))
-        search_index_after_commit([document.pk])
+        search_index_schedule([document.pk])
     return document
 
 
@@ -144,3 +152,4 @@ def document_delete(*, document_id: int, expected_version: int | None) -> None:
         before = snapshot(document, AUDITED_FIELDS)
         document.delete()
         audit_record(action="delete", object_type="document", object_id=document_id, changes=diff(before, {}))
+        # The entry went with the row (cascade); nothing to index.

@@ -1,5 +1,9 @@
-from drf_spectacular.utils import extend_schema
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from apps.api.errors import NotFound
@@ -13,14 +17,21 @@ from .models import ExportRequest
 
 class ExportOutput(serializers.ModelSerializer):
     status_url = serializers.SerializerMethodField()
+    download_url = serializers.SerializerMethodField()
 
     class Meta:
         model = ExportRequest
         fields = ["id", "kind", "format", "filters", "status", "rows_done", "rows_total", "error", "created_at",
-                  "finished_at", "status_url"]
+                  "finished_at", "status_url", "download_url"]
 
     def get_status_url(self, export) -> str:
         return f"/api/v1/exports/{export.pk}"
+
+    def get_download_url(self, export) -> str | None:
+        """Signed, valid for EXPORT_DOWNLOAD_SECONDS; present once the file is ready."""
+        if export.status != ExportRequest.Status.DONE:
+            return None
+        return services.download_url(self.context["tenant"], export)
 
 
 class ExportListCreateApi(TenantAPIView):
@@ -33,13 +44,13 @@ class ExportListCreateApi(TenantAPIView):
     def get(self, request):
         paginator = TenantCursorPagination()
         page = paginator.paginate_queryset(ExportRequest.objects.all(), request, view=self)
-        return paginator.get_paginated_response(ExportOutput(page, many=True).data)
+        return paginator.get_paginated_response(ExportOutput(page, many=True, context={'tenant': request.tenant}).data)
 
     @extend_schema(request=ExportCreateInput, responses={202: ExportOutput}, operation_id="exports_create")
     def post(self, request):
         data = validated(self.ExportCreateInput, request.data)
         export = services.export_request(requested_by_id=request.user.pk, **data)
-        response = Response(ExportOutput(export).data, status=status.HTTP_202_ACCEPTED)
+        response = Response(ExportOutput(export, context={'tenant': request.tenant}).data, status=status.HTTP_202_ACCEPTED)
         response["Location"] = f"/api/v1/exports/{export.pk}"
         return response
 
@@ -50,4 +61,24 @@ class ExportDetailApi(TenantAPIView):
         export = ExportRequest.objects.filter(pk=export_id).first()
         if export is None:
             raise NotFound(f"No export {export_id}.")
-        return Response(ExportOutput(export).data)
+        return Response(ExportOutput(export, context={'tenant': request.tenant}).data)
+
+
+class ExportDownloadApi(TenantAPIView):
+    """The export file, for the holder of a signed link (no other credentials)."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(parameters=[OpenApiParameter("token", OpenApiTypes.STR, required=True)],
+                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, auth=[],
+                   operation_id="exports_download")
+    def get(self, request, export_id):
+        token = request.query_params.get("token", "")
+        if not services.download_token_valid(tenant=request.tenant, export_id=str(export_id), token=token):
+            raise NotFound("This download link is not valid or has expired.")
+        export = ExportRequest.objects.filter(pk=export_id, status=ExportRequest.Status.DONE).first()
+        if export is None or not export.file_name or not default_storage.exists(export.file_name):
+            raise NotFound("This export has no file.")
+        return FileResponse(default_storage.open(export.file_name, "rb"), as_attachment=True,
+                            filename=f"{export.kind}-{export.pk}.{export.format}")

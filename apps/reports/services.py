@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -24,8 +26,35 @@ def export_request(*, kind: str, format: str, filters: dict, requested_by_id: in
     unknown = sorted(set(filters) - ALLOWED_FILTERS[kind])
     if unknown:
         raise ValidationError({"filters": f"Unknown filter(s) {', '.join(unknown)} for {kind}."})
+    from apps.outbox.services import tenant_outbox_enqueue
+
+    from .tasks import run_export
+
     with transaction.atomic(using=tenant_write_alias()):
         export = ExportRequest.objects.create(kind=kind, format=format, filters=filters, requested_by_id=requested_by_id)
         audit_record(action="create", object_type="export", object_id=export.pk,
                      changes={"kind": [None, kind], "format": [None, format]})
+        tenant_outbox_enqueue(run_export, args=[str(export.pk)])
     return export
+
+
+DOWNLOAD_SALT = "reports.download"
+
+
+def download_url(tenant, export: ExportRequest, *, absolute: bool = False) -> str:
+    """A URL that downloads the file without other credentials until it expires."""
+    token = signing.dumps({"t": tenant.pk, "e": str(export.pk)}, salt=DOWNLOAD_SALT)
+    path = f"/api/v1/exports/{export.pk}/download?token={token}"
+    if absolute:
+        from apps.tenancy.selectors import tenant_primary_hostname
+
+        return f"https://{tenant_primary_hostname(tenant)}{path}"
+    return path
+
+
+def download_token_valid(*, tenant, export_id: str, token: str) -> bool:
+    try:
+        claims = signing.loads(token, salt=DOWNLOAD_SALT, max_age=settings.EXPORT_DOWNLOAD_SECONDS)
+    except signing.BadSignature:
+        return False
+    return claims == {"t": tenant.pk, "e": str(export_id)}

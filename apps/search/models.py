@@ -22,3 +22,14 @@ class SearchEntry(models.Model):
 
     class Meta:
         indexes = [GinIndex(fields=["vector"], name="search_entry_vector_gin")]
+
+
+class IndexRebuild(models.Model):
+    """Progress of a rebuild of this tenant's index: the resume checkpoint."""
+
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    abandoned = models.BooleanField(default=False)
+    last_document_id = models.BigIntegerField(default=0)
+    done = models.BigIntegerField(default=0)
+    total = models.BigIntegerField(default=0)

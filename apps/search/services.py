@@ -8,6 +8,7 @@ from apps.tenancy.routers import tenant_write_alias
 
 SEARCH_CONFIG = "english"
 
+# ``indexed_version <=`` (not ``<``): a rebuild rewrites entries of the same version.
 _UPSERT = f"""
 INSERT INTO search_searchentry (document_id, vector, indexed_version, indexed_at)
 SELECT d.id,
@@ -35,16 +36,46 @@ def search_index_documents(document_ids: list[int]) -> int:
         return cursor.rowcount
 
 
-def search_index_after_commit(document_ids: list[int]) -> None:
-    """Index after the surrounding transaction commits (never for a rollback)."""
-    from apps.tenancy.activation import tenant_activated
-    from apps.tenancy.context import require_active_tenant
+def search_index_schedule(document_ids: list[int]) -> None:
+    """Have the search workers (re)index these documents once the current
+    transaction commits: an outbox row in the same transaction, so a
+    rollback indexes nothing and a broker outage delays but never loses it."""
+    from apps.outbox.services import tenant_outbox_enqueue
 
-    tenant = require_active_tenant()
-    ids = list(document_ids)
+    from .tasks import index_documents
 
-    def index() -> None:
-        with tenant_activated(tenant):  # the callback may run after the request's tenant is gone
+    tenant_outbox_enqueue(index_documents, args=[sorted(set(document_ids))])
+
+
+def search_rebuild(*, batch_size: int = 500, restart: bool = False, progress=lambda done, total: None):
+    """Rebuild the active tenant's index in batches, resumable from a checkpoint.
+
+    Each batch commits with its checkpoint, so a crash resumes after the last
+    committed batch. Searches keep working throughout: entries are replaced
+    row by row, never dropped wholesale.
+    """
+    from django.utils import timezone
+
+    from apps.content.models import Document
+
+    from .models import IndexRebuild
+
+    alias = tenant_write_alias()
+    rebuild = IndexRebuild.objects.filter(finished_at__isnull=True).order_by("-started_at").first()
+    if rebuild is None or restart:
+        IndexRebuild.objects.filter(finished_at__isnull=True).update(finished_at=timezone.now(), abandoned=True)
+        rebuild = IndexRebuild.objects.create(total=Document.objects.count())
+    while True:
+        ids = list(Document.objects.filter(pk__gt=rebuild.last_document_id).order_by("pk")
+                   .values_list("pk", flat=True)[:batch_size])
+        if not ids:
+            break
+        with transaction.atomic(using=alias):
             search_index_documents(ids)
-
-    transaction.on_commit(index, using=tenant_write_alias(tenant))
+            rebuild.last_document_id = ids[-1]
+            rebuild.done += len(ids)
+            rebuild.save(update_fields=["last_document_id", "done"])
+        progress(rebuild.done, rebuild.total)
+    rebuild.finished_at = timezone.now()
+    rebuild.save(update_fields=["finished_at"])
+    return rebuild

@@ -51,6 +51,8 @@ SHARED_APPS = [
     "apps.backoffice",
     "apps.partitions",
     "apps.billing",
+    "apps.jobs",
+    "apps.notifications",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -72,6 +74,7 @@ TENANT_APPS = [
     "apps.audit",
     "apps.reports",
     "apps.idempotency",
+    "apps.outbox",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -208,24 +211,76 @@ DJANGO_REDIS_LOGGER = "apps.observability.cache"
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # --- tasks ----------------------------------------------------------------
+# Redis is the default broker; RabbitMQ by setting CELERY_BROKER_URL=amqp://...
+# (queues are then declared as quorum queues: replicated, durable).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+BROKER_IS_AMQP = CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
 CELERY_RESULT_BACKEND = None
+CELERY_TASK_IGNORE_RESULT = True
+# At-least-once: a message is acknowledged after its task finished, and a
+# message whose worker process died goes back to the queue.
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message reserved per worker process: a long export does not sit on
+# messages that another process could run.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_DEFAULT_QUEUE = "default"
+# Redis redelivers an unacknowledged message after the visibility timeout,
+# so it must exceed the longest task (a large export): 2 hours. A worker that
+# dies therefore delays its task's redelivery by up to this long on Redis;
+# RabbitMQ redelivers as soon as the connection drops.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT", str(2 * 3600))),
+    "socket_connect_timeout": 2,
+    "socket_timeout": 10,
+}
+if BROKER_IS_AMQP:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+TASK_QUEUES = ["default", "emails", "exports", "search", "maintenance"]
+CELERY_TASK_ROUTES = {
+    "notifications.*": {"queue": "emails"},
+    "reports.*": {"queue": "exports"},
+    "search.*": {"queue": "search"},
+    "partitions.*": {"queue": "maintenance"},
+    "outbox.*": {"queue": "maintenance"},
+    "idempotency.*": {"queue": "maintenance"},
+}
 CELERY_TIMEZONE = "UTC"
-# Workers log through the same JSON configuration as the web processes.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_TASK_ROUTES = {"partitions.*": {"queue": "maintenance"}}
+CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_BEAT_SCHEDULE: dict = {
     "maintain-partitions": {"task": "partitions.maintain", "schedule": 6 * 3600},
+    "sweep-outboxes": {"task": "outbox.sweep", "schedule": float(env("OUTBOX_SWEEP_SECONDS", "15"))},
+    "purge-idempotency-keys": {"task": "idempotency.purge", "schedule": 3600},
 }
+# An outbox row still unsent this long after its commit is sent by the sweep.
+OUTBOX_SWEEP_AFTER_SECONDS = int(env("OUTBOX_SWEEP_AFTER_SECONDS", "10"))
+OUTBOX_SWEEP_BATCH = int(env("OUTBOX_SWEEP_BATCH", "50"))
 # Range-partitioned (by month) tenant tables, maintained by apps.partitions.
 PARTITIONED_TABLES = ["audit_entry", "analytics_event"]
 PARTITION_MONTHS_AHEAD = int(env("PARTITION_MONTHS_AHEAD", "3"))
 PARTITION_RETENTION_MONTHS = int(env("PARTITION_RETENTION_MONTHS", "13"))
+
+# --- email -----------------------------------------------------------------
+EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env("EMAIL_HOST", "127.0.0.1")
+EMAIL_PORT = int(env("EMAIL_PORT", "1025"))
+EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = int(env("EMAIL_TIMEOUT", "10"))
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "SaaS Platform <no-reply@saas-platform.dev>")
+# Circuit breaker around the email provider: open after this many failures in
+# a row, probe again after this many seconds.
+EMAIL_BREAKER_FAIL_MAX = int(env("EMAIL_BREAKER_FAIL_MAX", "5"))
+EMAIL_BREAKER_RESET_SECONDS = int(env("EMAIL_BREAKER_RESET_SECONDS", "60"))
+EMAIL_MAX_RETRIES = int(env("EMAIL_MAX_RETRIES", "8"))
+
+# --- exports ---------------------------------------------------------------
+EXPORT_DOWNLOAD_SECONDS = int(env("EXPORT_DOWNLOAD_SECONDS", str(24 * 3600)))
+MEDIA_ROOT = env("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 
 # --- i18n / static --------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -11,3 +11,11 @@ LOGGING["root"]["level"] = LOG_LEVEL  # noqa: F405
 # Most tests run inside a transaction that a replica cannot see; the tests
 # of replica routing switch this on and use committed data.
 REPLICA_READS = False
+
+# Messages sent by tests go to their own Redis database, never to a running
+# platform's queues; worker processes started by tests use the same.
+if not env("CELERY_BROKER_URL"):
+    from urllib.parse import urlsplit, urlunsplit
+
+    _broker = urlsplit(REDIS_URL)  # noqa: F405
+    CELERY_BROKER_URL = urlunsplit(_broker._replace(path="/15"))

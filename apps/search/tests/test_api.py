@@ -8,7 +8,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def indexed(django_capture_on_commit_callbacks):
+def indexed(django_capture_on_commit_callbacks, outbox_inline):
     """Run the after-commit indexing that the test transaction would hold back."""
 
     def run(action):

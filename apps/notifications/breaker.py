@@ -1,0 +1,33 @@
+"""Circuit breakers around outside services, with their state in Redis so
+that every worker process sees the same circuit.
+
+pybreaker provides the state machine (closed -> open after ``fail_max``
+failures in a row -> half-open after ``reset_timeout`` -> closed on a
+successful probe); its Redis storage shares the state.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pybreaker
+import redis
+from django.conf import settings
+
+
+@cache
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=settings.REDIS_TIMEOUT_SECONDS,
+                                socket_timeout=settings.REDIS_TIMEOUT_SECONDS)
+
+
+@cache
+def breaker(name: str, *, fail_max: int, reset_seconds: int) -> pybreaker.CircuitBreaker:
+    storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, _redis(), namespace=f"breaker:{name}")
+    return pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_seconds, state_storage=storage,
+                                    name=name)
+
+
+def email_breaker() -> pybreaker.CircuitBreaker:
+    return breaker("email", fail_max=settings.EMAIL_BREAKER_FAIL_MAX,
+                   reset_seconds=settings.EMAIL_BREAKER_RESET_SECONDS)

@@ -1,0 +1,23 @@
+"""The tenant outbox. Callers have a tenant active."""
+
+from __future__ import annotations
+
+from apps.jobs import outbox
+from apps.tenancy.context import require_active_tenant
+from apps.tenancy.routers import tenant_write_alias
+
+from .models import TenantOutboxMessage
+
+
+def tenant_outbox_enqueue(task, *, args=(), kwargs=None) -> TenantOutboxMessage:
+    """Queue a tenant task in the active tenant's outbox, in the current
+    transaction on its shard; it is sent after commit (or by the sweep)."""
+    tenant = require_active_tenant()
+    headers = {"tenant_id": tenant.pk, "tenant_slug": tenant.slug}
+    return outbox.enqueue(TenantOutboxMessage, tenant_write_alias(tenant), task, args=args, kwargs=kwargs,
+                          headers=headers, tenant=tenant)
+
+
+def tenant_outbox_sweep() -> int:
+    """Send the active tenant's rows that the after-commit relay could not."""
+    return outbox.relay(TenantOutboxMessage, tenant_write_alias(), older_than=outbox.sweep_delay())
