@@ -23,7 +23,8 @@ def _redis() -> redis.Redis:
 
 @cache
 def breaker(name: str, *, fail_max: int, reset_seconds: int) -> pybreaker.CircuitBreaker:
-    storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, _redis(), namespace=f"breaker:{name}")
+    storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, _redis(),
+                                            namespace=f"{settings.BREAKER_NAMESPACE}:{name}")
     return pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_seconds, state_storage=storage,
                                     name=name)
 

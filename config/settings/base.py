@@ -228,8 +228,12 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # so it must exceed the longest task (a large export): 2 hours. A worker that
 # dies therefore delays its task's redelivery by up to this long on Redis;
 # RabbitMQ redelivers as soon as the connection drops.
+# Workers look for such expired messages every unacked_restore_interval
+# seconds (kombu's default would be every 100 s).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT", str(2 * 3600))),
+    "unacked_restore_interval": int(env("CELERY_UNACKED_RESTORE_INTERVAL", "10")),
+    "unacked_restore_throttle": 1,
     "socket_connect_timeout": 2,
     "socket_timeout": 10,
 }
@@ -277,6 +281,7 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "SaaS Platform <no-reply@saas-pla
 EMAIL_BREAKER_FAIL_MAX = int(env("EMAIL_BREAKER_FAIL_MAX", "5"))
 EMAIL_BREAKER_RESET_SECONDS = int(env("EMAIL_BREAKER_RESET_SECONDS", "60"))
 EMAIL_MAX_RETRIES = int(env("EMAIL_MAX_RETRIES", "8"))
+BREAKER_NAMESPACE = env("BREAKER_NAMESPACE", "breaker")
 
 # --- exports ---------------------------------------------------------------
 EXPORT_DOWNLOAD_SECONDS = int(env("EXPORT_DOWNLOAD_SECONDS", str(24 * 3600)))

@@ -1,0 +1,193 @@
+"""The task system under faults, with real brokers and real worker processes.
+
+Each test runs with Redis (a private redis-server) and with RabbitMQ (the
+machine's, on 5672, when it answers) as the broker.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import connections
+from django.test import Client
+
+from apps.jobs.models import DeadLetter, Effect
+from apps.notifications.tasks import send_email
+from apps.outbox.models import TenantOutboxMessage
+from apps.search.models import SearchEntry
+from apps.search.tasks import index_documents
+from apps.tenancy.activation import tenant_activated
+from apps.tenancy.context import NoActiveTenant
+from tests.support import committed_tenant, free_port
+from tests.workers import CeleryWorker, RedisBroker, SmtpSink, celery_broker, port_answers, purge_queues, wait_until
+
+pytestmark = pytest.mark.live
+
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request):
+    if request.param == "rabbitmq":
+        if not port_answers(5672):
+            pytest.skip("no RabbitMQ on 127.0.0.1:5672")
+        with celery_broker(AMQP_URL) as app:
+            purge_queues(app)
+            yield {"kind": "rabbitmq", "url": AMQP_URL, "server": None}
+        return
+    server = RedisBroker().start()
+    try:
+        with celery_broker(server.url):
+            yield {"kind": "redis", "url": server.url, "server": server}
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def clean_breaker():
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(f"pybreaker:{settings.BREAKER_NAMESPACE}:*"):
+        client.delete(key)
+    yield
+
+
+def test_a_tenant_task_without_a_tenant_fails_at_enqueue(tenants):
+    with pytest.raises(NoActiveTenant, match="tenant task"):
+        index_documents.delay([1])
+
+
+def test_worker_killed_mid_task_the_email_still_goes_out_exactly_once(tenants, django_db_blocker, broker,
+                                                                       clean_breaker):
+    sink = SmtpSink(slow_first_rcpt=8).start()
+    worker_env = {"EMAIL_PORT": str(sink.port)}
+    key = f"kill-test-{uuid.uuid4()}"
+    first = CeleryWorker(broker_url=broker["url"], queues="emails", env=worker_env, name="first").start()
+    try:
+        with django_db_blocker.unblock():
+            send_email.apply_async(kwargs={"to": ["someone@example.com"], "template": "quota_warning",
+                                           "context": {"tenant_name": "Kill Test", "quota": "documents",
+                                                       "used": 9, "limit": 10, "plan": "Free", "percent": 90},
+                                           "effect_key": key})
+            wait_until(sink.rcpt_waiting.is_set, 30, message="the worker is mid-send")
+            first.kill()
+            assert sink.messages == []
+            second = CeleryWorker(broker_url=broker["url"], queues="emails", env=worker_env, name="second").start()
+            try:
+                wait_until(lambda: sink.messages, 60, message="the redelivered task sent the email")
+                wait_until(lambda: Effect.objects.filter(key=f"email:{key}", done=True).exists(), 10,
+                           message="effect marked done")
+                # The same effect again (a duplicate delivery) sends nothing more.
+                send_email.apply_async(kwargs={"to": ["someone@example.com"], "template": "quota_warning",
+                                               "context": {"tenant_name": "x", "quota": "documents", "used": 9,
+                                                           "limit": 10, "plan": "Free", "percent": 90},
+                                               "effect_key": key})
+                wait_until(lambda: "already sent" in second.log_text() or "succeeded" in second.log_text().split(
+                    "already")[-1], 30, message="duplicate processed")
+                assert len(sink.messages) == 1
+                assert key in sink.messages[0]["data"]  # the Message-ID carries the effect key
+            finally:
+                second.stop()
+    finally:
+        first.stop()
+        sink.stop()
+
+
+def test_a_failing_task_ends_in_the_dead_letters_and_replays_after_the_fix(tenants, django_db_blocker, broker,
+                                                                           clean_breaker):
+    from django.core.management import call_command
+
+    smtp_port = free_port()  # nothing listens yet: the provider is down
+    worker = CeleryWorker(broker_url=broker["url"], queues="emails",
+                          env={"EMAIL_PORT": str(smtp_port), "EMAIL_MAX_RETRIES": "2"}, name="dlq").start()
+    sink = None
+    try:
+        with django_db_blocker.unblock():
+            key = f"dlq-{uuid.uuid4()}"
+            with tenant_activated(tenants["alpha"]):
+                send_email.apply_async(kwargs={"to": ["ops@example.com"], "template": "quota_warning",
+                                               "context": {"tenant_name": "Alpha", "quota": "documents", "used": 8,
+                                                           "limit": 10, "plan": "Free", "percent": 80},
+                                               "effect_key": key},
+                                       headers={"tenant_id": tenants["alpha"].pk, "tenant_slug": "alpha"})
+            letter = wait_until(lambda: DeadLetter.objects.filter(kwargs__effect_key=key).first(), 60,
+                                message="dead letter recorded")
+            assert letter.attempts == 3 and letter.task_name == "notifications.send_email"
+            assert letter.tenant_slug == "alpha" and "RetryLater" in letter.exception
+            assert letter.first_failed_at <= letter.last_failed_at
+            sink = SmtpSink(port=smtp_port).start()  # the cause is fixed
+            call_command("dead_letters", "replay", str(letter.pk), stdout=open("/dev/null", "w"))
+            wait_until(lambda: sink.messages, 60, message="the replayed email arrived")
+            letter.refresh_from_db()
+            assert letter.status == DeadLetter.Status.REPLAYED and letter.replay_task_id
+            assert len(sink.messages) == 1
+    finally:
+        worker.stop()
+        if sink:
+            sink.stop()
+
+
+def test_a_tenant_task_touches_only_its_own_tenant(tenants, django_db_blocker, broker):
+    worker = CeleryWorker(broker_url=broker["url"], queues="search", name="search").start()
+    try:
+        with django_db_blocker.unblock(), committed_tenant("tasks-a") as a, committed_tenant("tasks-b") as b:
+            from apps.content.services import document_create
+
+            with tenant_activated(a):
+                doc_a = document_create(title="only in a")
+            with tenant_activated(b):
+                doc_b = document_create(title="only in b")
+            assert doc_a.pk == doc_b.pk  # each schema has its own ids: a wrong schema would hit the other row
+            with tenant_activated(a):
+                wait_until(lambda: SearchEntry.objects.filter(document_id=doc_a.pk).exists(), 30, message="a indexed")
+            with tenant_activated(b):
+                wait_until(lambda: SearchEntry.objects.filter(document_id=doc_b.pk).exists(), 30, message="b indexed")
+                SearchEntry.objects.all().delete()
+            with tenant_activated(a):
+                index_documents.delay([doc_a.pk])  # a's task, a's id, which b also has
+                wait_until(lambda: "index_documents" in worker.log_text() and worker.log_text().count("succeeded") >= 3,
+                           30, message="task ran")
+            with tenant_activated(b):
+                assert not SearchEntry.objects.exists(), "a's task wrote into b's schema"
+    finally:
+        worker.stop()
+
+
+def test_broker_down_at_commit_loses_nothing(tenants, django_db_blocker, broker, settings):
+    if broker["kind"] != "redis":
+        pytest.skip("stopping the machine's RabbitMQ would disturb other users; the outbox is broker-agnostic")
+    settings.OUTBOX_SWEEP_AFTER_SECONDS = 0
+    server = broker["server"]
+    with django_db_blocker.unblock(), committed_tenant("outage") as tenant:
+        from apps.accounts.models import User
+        from apps.accounts.tokens import issue_user_token
+
+        owner = User.objects.get(email="owner@outage.test")
+        client = Client(HTTP_HOST="outage.localhost",
+                        HTTP_AUTHORIZATION=f"Bearer {issue_user_token(user_id=owner.pk, tenant_id=tenant.pk)}")
+        server.stop()
+        response = client.post("/api/v1/documents", {"title": "written during the outage"},
+                               content_type="application/json")
+        assert response.status_code == 201, response.content
+        doc_id = response.json()["id"]
+        with tenant_activated(tenant):
+            pending = TenantOutboxMessage.objects.get()
+            assert pending.sent_at is None and pending.attempts == 1 and pending.last_error
+        server.start()
+        worker = CeleryWorker(broker_url=broker["url"], queues="search,maintenance",
+                              env={"OUTBOX_SWEEP_AFTER_SECONDS": "0"}, name="outage").start()
+        try:
+            from apps.outbox.tasks import sweep
+
+            sweep.delay()  # what beat does every OUTBOX_SWEEP_SECONDS
+            with tenant_activated(tenant):
+                wait_until(lambda: SearchEntry.objects.filter(document_id=doc_id).exists(), 60,
+                           message="the change reached the index after the outage")
+                pending.refresh_from_db()
+                assert pending.sent_at is not None
+            assert connections
+        finally:
+            worker.stop()
