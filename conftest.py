@@ -193,3 +193,45 @@ def outbox_inline(monkeypatch):
 
     monkeypatch.setattr(outbox, "publish", run_here)
     return ran
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _empty_test_queues(django_db_setup):
+    """Start from empty queues on the test broker (its own Redis database)."""
+    from config.celery_app import app
+
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1)
+            for queue in app.conf.task_queues:
+                try:
+                    queue(connection.default_channel).purge()
+                except Exception:
+                    pass
+    except Exception:  # no broker yet: nothing to purge
+        pass
+
+
+@pytest.fixture
+def clean_breaker():
+    """Circuit breakers start closed (their state lives in Redis, across processes)."""
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(f"{settings.BREAKER_NAMESPACE}:*"):
+        client.delete(key)
+    yield
+
+
+@pytest.fixture
+def smtp_sink(settings, clean_breaker):
+    """A real SMTP server on loopback that the email backend of this process uses."""
+    from tests.workers import SmtpSink
+
+    sink = SmtpSink().start()
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", sink.port
+    # Django's test environment swaps in the in-memory backend; use real SMTP.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    yield sink
+    sink.stop()

@@ -44,17 +44,6 @@ def broker(request):
         server.stop()
 
 
-@pytest.fixture
-def clean_breaker():
-    import redis
-    from django.conf import settings
-
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    for key in client.scan_iter(f"pybreaker:{settings.BREAKER_NAMESPACE}:*"):
-        client.delete(key)
-    yield
-
-
 def test_a_tenant_task_without_a_tenant_fails_at_enqueue(tenants):
     with pytest.raises(NoActiveTenant, match="tenant task"):
         index_documents.delay([1])

@@ -1,0 +1,69 @@
+"""Task messages on a real broker: tenant and request id travel in the headers."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.observability.context import request_id_var
+from apps.tenancy.activation import tenant_activated
+
+pytestmark = pytest.mark.django_db
+
+
+def take(queue: str):
+    from config.celery_app import app
+
+    with app.connection_for_read() as connection:
+        return connection.SimpleQueue(queue, no_ack=True).get(timeout=5)
+
+
+def test_a_tenant_task_carries_its_tenant_and_request_id(tenants):
+    from apps.search.tasks import index_documents
+
+    token = request_id_var.set("req-777")
+    try:
+        with tenant_activated(tenants["beta"]):
+            index_documents.delay([1, 2])
+    finally:
+        request_id_var.reset(token)
+    message = take("search")
+    assert message.headers["tenant_id"] == tenants["beta"].pk and message.headers["tenant_slug"] == "beta"
+    assert message.headers["request_id"] == "req-777"
+    assert message.delivery_info["routing_key"] == "search"
+
+
+def test_the_worker_side_activates_the_tenant_from_the_headers(tenants, django_capture_on_commit_callbacks):
+    from apps.content.models import Document
+    from apps.search.models import SearchEntry
+    from apps.search.tasks import index_documents
+
+    with tenant_activated(tenants["gamma"]):
+        doc = Document.objects.create(title="gamma doc")
+    result = index_documents.apply(args=[[doc.pk]], headers={"tenant_id": tenants["gamma"].pk})
+    assert result.get() == 1
+    with tenant_activated(tenants["gamma"]):
+        assert SearchEntry.objects.filter(document_id=doc.pk).exists()
+    with tenant_activated(tenants["alpha"]):
+        assert not SearchEntry.objects.filter(document_id=doc.pk).exists()
+
+
+def test_a_tenant_task_without_a_tenant_header_is_a_dead_letter(tenants):
+    from apps.jobs.models import DeadLetter
+    from apps.search.tasks import index_documents
+
+    result = index_documents.apply(args=[[1]])
+    assert result.failed()
+    assert DeadLetter.objects.filter(task_name="search.index_documents", exception__contains="no tenant").exists()
+
+
+def test_the_outbox_sweep_fans_out_in_bounded_batches(tenants, settings):
+    from apps.outbox.tasks import sweep
+    from apps.tenancy.models import Tenant
+
+    settings.OUTBOX_SWEEP_BATCH = 2
+    tenant_count = Tenant.objects.exclude(shard=None).count()
+    result = sweep.apply().get()
+    assert result["tenant_batches"] == -(-tenant_count // 2)
+    batches = [take("maintenance").payload[0][0] for _ in range(result["tenant_batches"])]
+    assert sorted(sum(batches, [])) == sorted(Tenant.objects.exclude(shard=None).values_list("pk", flat=True))
+    assert all(len(batch) <= 2 for batch in batches)

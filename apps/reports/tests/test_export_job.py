@@ -1,0 +1,76 @@
+"""The export job: streamed files, progress, signed downloads, the ready email."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def run_jobs(django_capture_on_commit_callbacks, outbox_inline, tmp_path, settings, smtp_sink):
+    settings.MEDIA_ROOT = str(tmp_path)
+
+    def run(action, using="shard_main"):
+        with django_capture_on_commit_callbacks(execute=True, using=using):
+            return action()
+
+    run.sink = smtp_sink
+    return run
+
+
+def test_csv_export_end_to_end(api, alpha, run_jobs):
+    client = api(alpha, role="member")
+    client.post("documents/bulk", {"documents": [{"title": f"doc {i}", "tags": ["t"]} for i in range(30)]})
+    created = run_jobs(lambda: client.post("exports", {"kind": "documents", "format": "csv"}))
+    assert created.status_code == 202
+    status = client.get(created["Location"].removeprefix("/api/v1/")).json()
+    assert status["status"] == "done" and status["rows_done"] == status["rows_total"] == 30
+    download = client.client.get(status["download_url"], HTTP_AUTHORIZATION="")
+    assert download.status_code == 200
+    rows = list(csv.reader(io.StringIO(b"".join(download.streaming_content).decode())))
+    assert rows[0][:2] == ["id", "title"] and len(rows) == 31
+    assert {row[1] for row in rows[1:]} == {f"doc {i}" for i in range(30)}
+    email = run_jobs.sink.messages[0]
+    assert email["to"] == [client.principal.email] and "export is ready" in email["data"]
+    assert "text/html" in email["data"] and "/download?token=" in email["data"]
+
+
+def test_xlsx_export_and_event_filters(api, alpha, run_jobs):
+    from django.utils import timezone
+
+    client = api(alpha, role="member")
+    now = timezone.now().isoformat()
+    client.post("events", {"events": [{"type": "a", "timestamp": now}] * 3 + [{"type": "b", "timestamp": now}]})
+    created = run_jobs(lambda: client.post("exports", {"kind": "events", "format": "xlsx", "filters": {"type": "a"}}))
+    status = client.get(created["Location"].removeprefix("/api/v1/")).json()
+    assert status["status"] == "done" and status["rows_done"] == 3
+    content = b"".join(client.client.get(status["download_url"]).streaming_content)
+    assert content[:2] == b"PK"  # an xlsx is a zip
+
+
+def test_download_links_are_signed_per_tenant_and_expire(api, alpha, gamma, run_jobs, settings):
+    from conftest import ApiClient
+
+    client = api(alpha, role="member")
+    created = run_jobs(lambda: client.post("exports", {"kind": "documents"}))
+    url = client.get(created["Location"].removeprefix("/api/v1/")).json()["download_url"]
+    anonymous = ApiClient(alpha, None).client
+    assert anonymous.get(url).status_code == 200
+    assert anonymous.get(url.replace("token=", "token=x")).status_code == 404
+    assert ApiClient(gamma, None).client.get(url).status_code == 404  # another tenant's host
+    settings.EXPORT_DOWNLOAD_SECONDS = -1
+    assert anonymous.get(url).status_code == 404
+
+
+def test_a_finished_export_is_not_redone(api, alpha, run_jobs):
+    from apps.reports.tasks import run_export
+    from apps.tenancy.activation import tenant_activated
+
+    client = api(alpha, role="member")
+    export_id = run_jobs(lambda: client.post("exports", {"kind": "documents"})).json()["id"]
+    with tenant_activated(alpha):
+        assert run_export.apply(args=[export_id], headers={"tenant_id": alpha.pk}).get() == "already done"
