@@ -107,13 +107,15 @@ class RedisBroker:
 class CeleryWorker:
     """``celery worker`` in its own process group, logging to a file."""
 
-    def __init__(self, *, broker_url: str, queues: str, env: dict[str, str] | None = None, name: str = "test"):
+    def __init__(self, *, broker_url: str, queues: str, env: dict[str, str] | None = None, name: str = "test",
+                 concurrency: int = 1):
         self.log = tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log", delete=False)
         self.env = process_env(CELERY_BROKER_URL=broker_url, CELERY_VISIBILITY_TIMEOUT="4",
                                CELERY_UNACKED_RESTORE_INTERVAL="1",
                                LOG_LEVEL="INFO", **(env or {}))
         self.args = [sys.executable, "-m", "celery", "--app", "config.celery_app", "worker", "--queues", queues,
-                     "--concurrency", "1", "--pool", "prefork", "--hostname", f"{name}-{os.getpid()}@%h",
+                     "--concurrency", str(concurrency), "--pool", "prefork",
+                     "--hostname", f"{name}-{os.getpid()}@%h",
                      "--without-mingle", "--without-gossip", "--loglevel", "INFO"]
         self.process: subprocess.Popen | None = None
 
@@ -123,7 +125,8 @@ class CeleryWorker:
     def start(self) -> CeleryWorker:
         self.process = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
                                         start_new_session=True)
-        wait_until(lambda: "ready" in self.log_text() or self.process.poll() is not None, 60, message="worker ready")
+        wait_until(lambda: "ready" in self.log_text() or self.process.poll() is not None, 60, message="worker ready",
+                   interval=0.2)
         if self.process.poll() is not None:
             raise RuntimeError(f"worker exited: {self.log_text()[-3000:]}")
         return self
