@@ -62,7 +62,6 @@ SHARED_APPS = [
     "django.contrib.postgres",
     "django_prometheus",
     "rest_framework",
-    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
 ]
