@@ -94,10 +94,25 @@ def tenants(django_db_setup, django_db_blocker):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    """Each test starts with no cached entries of this suite (key prefix only)."""
-    cache.delete_pattern("*")
+    """Each test starts with no cached entries and full rate-limit buckets
+    (this suite's key prefixes only)."""
+    from django.conf import settings
+    from django_redis import get_redis_connection
+
+    def clear():
+        cache.delete_pattern("*")
+        try:
+            client = get_redis_connection("default")
+            prefix = settings.CACHES["default"]["KEY_PREFIX"]
+            for pattern in (f"{settings.RATE_LIMIT_PREFIX}:*", f"{prefix}:tc:*"):
+                for key in client.scan_iter(pattern):
+                    client.delete(key)
+        except Exception:
+            pass
+
+    clear()
     yield
-    cache.delete_pattern("*")
+    clear()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from apps.api.errors import NotFound
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
 from apps.audit.services import audit_record
+from apps.caching.tenant_cache import invalidate
 
 from . import selectors, services
 from .models import ApiKey, Invitation, Membership
@@ -101,6 +102,7 @@ class MemberDetailApi(TenantAPIView):
     @extend_schema(responses={204: None}, operation_id="members_destroy")
     def delete(self, request, membership_id: int):
         membership = self._membership(request, membership_id)
+        invalidate("usage")
         services.membership_remove(membership=membership)
         audit_record(action="delete", object_type="membership", object_id=membership_id,
                      changes={"user_id": [membership.user_id, None], "role": [membership.role, None]})
@@ -157,6 +159,7 @@ class InvitationAcceptApi(TenantAPIView):
     @extend_schema(request=InvitationAcceptInput, responses={201: MemberOutput}, auth=[], operation_id="invitations_accept")
     def post(self, request):
         data = validated(self.InvitationAcceptInput, request.data)
+        invalidate("usage")
         membership = services.invitation_accept(tenant_id=request.tenant.pk, token=data["token"],
                                                 password=data.get("password"))
         return Response(MemberOutput(membership).data, status=status.HTTP_201_CREATED)
@@ -194,6 +197,7 @@ class ApiKeyListCreateApi(TenantAPIView):
         data = validated(self.ApiKeyInput, request.data)
         active = selectors.api_keys_of_tenant(tenant_id=request.tenant.pk).filter(revoked_at__isnull=True).count()
         quota_enforce(tenant=request.tenant, quota="api_keys", used=active)
+        invalidate("usage")
         created = services.api_key_create(tenant_id=request.tenant.pk, name=data["name"], scopes=data["scopes"],
                                           created_by=request.user.user)
         audit_record(action="create", object_type="api_key", object_id=created.api_key.pk,
@@ -212,6 +216,7 @@ class ApiKeyDetailApi(TenantAPIView):
         api_key = selectors.api_keys_of_tenant(tenant_id=request.tenant.pk).filter(pk=api_key_id).first()
         if api_key is None:
             raise NotFound(f"No API key {api_key_id} in this tenant.")
+        invalidate("usage")
         services.api_key_revoke(api_key=api_key)
         audit_record(action="update", object_type="api_key", object_id=api_key.pk,
                      changes={"revoked_at": [None, api_key.revoked_at.isoformat()]})

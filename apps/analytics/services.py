@@ -13,6 +13,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from apps.billing.services import quota_enforce
+from apps.caching.tenant_cache import invalidate
 from apps.partitions.partitions import accepting_window, month_start_datetime
 from apps.tenancy.context import require_active_tenant
 from apps.tenancy.routers import tenant_write_alias
@@ -77,4 +78,5 @@ def events_ingest(*, events: list[EventInput]) -> int:
         days, types, counts = zip(*[(day, kind, n) for (day, kind), n in sorted(per_day.items())])
         with connections[alias].cursor() as cursor:
             cursor.execute(_ROLLUP_UPSERT, [list(days), list(types), list(counts)])
+        invalidate("usage")
     return len(events)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.utils.cache import patch_vary_headers
 from rest_framework.views import APIView
 
+from apps.ratelimit.throttles import TenantRateThrottle, rate_limit_headers
 from apps.tenancy.middleware import client_key
 from apps.tenancy.routers import tenant_write_alias
 
@@ -39,6 +41,20 @@ class TenantAPIView(APIView):
 
     authentication_classes = [BearerAuthentication, TenantSessionAuthentication]
     permission_classes = [TenantRole]
+    throttle_classes = [TenantRateThrottle]
+    rate_scope: str | None = None  # "search", "exports", "bulk": a lower limit of their own
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        rate_limit_headers(request, response)
+        # Per-tenant, per-caller data: browsers may keep it but must revalidate
+        # (ETag -> 304); shared caches must not store it.
+        if request.method in ("GET", "HEAD") and response.status_code in (200, 304):
+            response.setdefault("Cache-Control", "private, no-cache")
+        else:
+            response.setdefault("Cache-Control", "no-store")
+        patch_vary_headers(response, ("Authorization", "Cookie"))
+        return response
 
     def dispatch(self, request, *args, **kwargs):
         key = request.headers.get("Idempotency-Key")

@@ -12,6 +12,7 @@ from apps.accounts.selectors import api_keys_of_tenant, memberships_of_tenant
 from apps.analytics.selectors import daily_usage, events_in_month
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
+from apps.caching import tenant_cache
 from apps.content.selectors import document_count
 
 from .services import subscription_for
@@ -25,7 +26,10 @@ class UsageApi(TenantAPIView):
 
     @extend_schema(responses=UsageOutput, operation_id="usage")
     def get(self, request):
-        tenant = request.tenant
+        return Response(tenant_cache.get_or_compute("usage", "summary", lambda: self.summary(request.tenant), ttl=60))
+
+    @staticmethod
+    def summary(tenant) -> dict:
         plan = subscription_for(tenant).plan
         used = {
             "documents": document_count(),
@@ -35,11 +39,11 @@ class UsageApi(TenantAPIView):
         }
         limits = {"documents": plan.max_documents, "events_per_month": plan.max_events_per_month,
                   "seats": plan.max_seats, "api_keys": plan.max_api_keys}
-        return Response({
+        return {
             "plan": plan.code,
             "rate_limit_per_minute": plan.rate_limit_per_minute,
             "quotas": {name: {"used": used[name], "limit": limits[name]} for name in limits},
-        })
+        }
 
 
 class EventUsageApi(TenantAPIView):

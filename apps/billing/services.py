@@ -32,6 +32,17 @@ def subscription_change_plan(*, tenant: Tenant, plan_code: str) -> Subscription:
     subscription.save(update_fields=["plan", "changed_at"])
     tenant.plan = plan.code
     tenant.save(update_fields=["plan", "updated_at"])
+    from django.core.cache import cache
+
+    from apps.ratelimit.selectors import plan_cache_key
+
+    cache.delete(plan_cache_key(tenant.pk))
+    transaction.on_commit(lambda: cache.delete(plan_cache_key(tenant.pk)))
+    from apps.caching.tenant_cache import invalidate
+    from apps.tenancy.activation import tenant_activated
+
+    with tenant_activated(tenant):
+        invalidate("usage")
     return subscription
 
 

@@ -3,7 +3,11 @@ pages, filters and ordering, bulk create."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils.http import http_date
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
@@ -13,6 +17,7 @@ from apps.api.errors import NotFound, PreconditionFailed, PreconditionRequired
 from apps.api.pagination import TenantCursorPagination, paginated
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
+from apps.caching import tenant_cache
 
 from . import selectors, services
 from .models import Document
@@ -22,6 +27,19 @@ ORDERINGS = {"created_at", "-created_at", "updated_at", "-updated_at", "title", 
 
 def etag_of(document: Document) -> str:
     return f'"{document.version}"'
+
+
+def etag_of_data(data) -> str:
+    return 'W/"' + hashlib.md5(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest() + '"'
+
+
+def conditional(request, response: Response, etag: str) -> Response:
+    """304 when the client's If-None-Match already names this representation."""
+    candidates = [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]
+    if etag in candidates or etag.removeprefix("W/") in candidates or "*" in candidates:
+        response = Response(status=status.HTTP_304_NOT_MODIFIED)
+    response["ETag"] = etag
+    return response
 
 
 def expected_version(request) -> int | None:
@@ -98,14 +116,19 @@ class DocumentListCreateApi(TenantAPIView):
         self.ordering_value = filters.pop("ordering")
         filters.pop("cursor", None)
         filters.pop("page_size", None)
-        documents = selectors.document_list(
-            status=filters.get("status"), tag=filters.get("tag"), author_id=filters.get("author_id"),
-            title_contains=filters.get("q"), created_after=filters.get("created_after"),
-            created_before=filters.get("created_before"),
-        )
-        paginator = DocumentCursorPagination()
-        page = paginator.paginate_queryset(documents, request, view=self)
-        return paginator.get_paginated_response(DocumentOutput(page, many=True).data)
+
+        def page_data():
+            documents = selectors.document_list(
+                status=filters.get("status"), tag=filters.get("tag"), author_id=filters.get("author_id"),
+                title_contains=filters.get("q"), created_after=filters.get("created_after"),
+                created_before=filters.get("created_before"),
+            )
+            paginator = DocumentCursorPagination()
+            page = paginator.paginate_queryset(documents, request, view=self)
+            return dict(paginator.get_paginated_response(DocumentOutput(page, many=True).data).data)
+
+        data = tenant_cache.get_or_compute("documents", f"list:{request.get_full_path()}", page_data)
+        return conditional(request, Response(data), etag_of_data(data))
 
     @extend_schema(request=DocumentInput, responses={201: DocumentOutput}, operation_id="documents_create")
     def post(self, request):
@@ -126,13 +149,16 @@ class DocumentDetailApi(TenantAPIView):
 
     @extend_schema(responses={200: DocumentOutput, 304: None}, operation_id="documents_retrieve")
     def get(self, request, document_id: int):
-        document = self._get(document_id)
-        etag = etag_of(document)
-        if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
-            response = Response(status=status.HTTP_304_NOT_MODIFIED)
-        else:
-            response = Response(DocumentOutput(document).data)
-        response["ETag"] = etag
+        def detail():
+            document = selectors.document_get(document_id=document_id)
+            return None if document is None else {"data": DocumentOutput(document).data, "etag": etag_of(document),
+                                                  "modified": document.updated_at}
+
+        cached = tenant_cache.get_or_compute("documents", f"doc:{document_id}", detail)
+        if cached is None:
+            raise NotFound(f"No document {document_id}.")
+        response = conditional(request, Response(cached["data"]), cached["etag"])
+        response["Last-Modified"] = http_date(cached["modified"].timestamp())
         return response
 
     @extend_schema(
@@ -157,6 +183,7 @@ class DocumentDetailApi(TenantAPIView):
 
 
 class DocumentBulkCreateApi(TenantAPIView):
+    rate_scope = "bulk"
     class DocumentBulkInput(StrictSerializer):
         documents = DocumentInput(many=True, allow_empty=False, max_length=services.BULK_LIMIT)
 

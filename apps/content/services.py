@@ -15,6 +15,7 @@ from django.db.models import F
 from apps.api.errors import NotFound, PreconditionFailed
 from apps.audit.services import audit_record, audit_record_many, diff, snapshot
 from apps.billing.services import quota_enforce, quota_warn_if_crossed
+from apps.caching.tenant_cache import invalidate
 from apps.search.services import search_index_schedule
 from apps.tenancy.context import require_active_tenant
 from apps.tenancy.routers import tenant_write_alias
@@ -77,6 +78,7 @@ def document_create(
         audit_record(action="create", object_type="document", object_id=document.pk,
                      changes=diff({}, snapshot(document, AUDITED_FIELDS)))
         search_index_schedule([document.pk])
+        invalidate("documents", "usage")
     return document
 
 
@@ -104,6 +106,7 @@ def document_bulk_create(*, documents: list[DocumentInput], author_id: int | Non
         audit_record_many(action="create", object_type="document",
                           items=[(d.pk, diff({}, snapshot(d, AUDITED_FIELDS))) for d in created])
         search_index_schedule([d.pk for d in created])
+        invalidate("documents", "usage")
     return created
 
 
@@ -136,6 +139,7 @@ def document_update(*, document_id: int, expected_version: int | None, changes: 
         audit_record(action="update", object_type="document", object_id=document.pk,
                      changes=diff(before, snapshot(document, AUDITED_FIELDS)))
         search_index_schedule([document.pk])
+        invalidate("documents")
     return document
 
 
@@ -153,3 +157,4 @@ def document_delete(*, document_id: int, expected_version: int | None) -> None:
         document.delete()
         audit_record(action="delete", object_type="document", object_id=document_id, changes=diff(before, {}))
         # The entry went with the row (cascade); nothing to index.
+        invalidate("documents", "usage")

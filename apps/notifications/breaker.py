@@ -21,12 +21,24 @@ def _redis() -> redis.Redis:
                                 socket_timeout=settings.REDIS_TIMEOUT_SECONDS)
 
 
+STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
+
+
+class StateMetric(pybreaker.CircuitBreakerListener):
+    """Publishes each circuit's state as the saas_circuit_breaker_state gauge."""
+
+    def state_change(self, cb, old_state, new_state) -> None:
+        from apps.observability import metrics
+
+        metrics.breaker_state.labels(name=cb.name).set(STATE_VALUES.get(new_state.name, 0))
+
+
 @cache
 def breaker(name: str, *, fail_max: int, reset_seconds: int) -> pybreaker.CircuitBreaker:
     storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, _redis(),
                                             namespace=f"{settings.BREAKER_NAMESPACE}:{name}")
     return pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_seconds, state_storage=storage,
-                                    name=name)
+                                    name=name, listeners=[StateMetric()])
 
 
 def email_breaker() -> pybreaker.CircuitBreaker:

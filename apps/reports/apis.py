@@ -35,6 +35,7 @@ class ExportOutput(serializers.ModelSerializer):
 
 
 class ExportListCreateApi(TenantAPIView):
+    rate_scope = {"POST": "exports"}
     class ExportCreateInput(StrictSerializer):
         kind = serializers.ChoiceField(choices=ExportRequest.Kind.choices)
         format = serializers.ChoiceField(choices=ExportRequest.Format.choices, default=ExportRequest.Format.CSV)

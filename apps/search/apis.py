@@ -19,6 +19,7 @@ class SearchResult(serializers.Serializer):
 
 
 class SearchApi(TenantAPIView):
+    rate_scope = "search"
     class SearchFilter(StrictSerializer):
         q = serializers.CharField(min_length=1, max_length=200)
         limit = serializers.IntegerField(min_value=1, max_value=100, default=20)

@@ -53,6 +53,9 @@ SHARED_APPS = [
     "apps.billing",
     "apps.jobs",
     "apps.notifications",
+    "apps.ratelimit",
+    "apps.caching",
+    "apps.flags",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -98,6 +101,7 @@ MIDDLEWARE = [
     # resolution: a kubelet calls them by pod IP, and they must not need a DB.
     "apps.observability.middleware.OperationalEndpointsMiddleware",
     "apps.observability.middleware.RequestIdMiddleware",
+    "apps.ratelimit.shedding.LoadSheddingMiddleware",
     "apps.tenancy.middleware.TenantMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -339,6 +343,18 @@ SPECTACULAR_SETTINGS = {
 # Bulk requests (500 documents, 1,000 events) fit; larger bodies get 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(5 * 1024 * 1024)))
 IDEMPOTENCY_KEY_SECONDS = 24 * 3600
+
+# --- rate limits, caching, load shedding ----------------------------------
+RATE_LIMIT_PREFIX = env("RATE_LIMIT_PREFIX", "rl")
+# An API key may use this share of its tenant's per-minute limit.
+RATE_LIMIT_KEY_SHARE = float(env("RATE_LIMIT_KEY_SHARE", "0.5"))
+# Expensive endpoints: their own lower limit, a share of the tenant's.
+RATE_LIMIT_SCOPES = {"search": 0.25, "exports": 0.02, "bulk": 0.05}
+CACHE_DEFAULT_SECONDS = int(env("CACHE_DEFAULT_SECONDS", "300"))
+# Requests one worker process works on at once (gthread threads); low-priority
+# work may fill only part of it, so critical requests always find a thread.
+SHED_CAPACITY = int(env("SHED_CAPACITY", env("GUNICORN_THREADS", "8")))
+SHED_SHARES = {"critical": 1.0, "normal": 0.75, "low": 0.4}
 
 # --- accounts -------------------------------------------------------------
 USER_TOKEN_SECONDS = int(env("USER_TOKEN_SECONDS", str(12 * 3600)))
