@@ -50,6 +50,11 @@ def check_alias(alias: str) -> Callable[[], None]:
 # Without these the process cannot serve anyone: readiness fails (503).
 CRITICAL_CHECKS: dict[str, Callable[[], None]] = {
     "database": check_database,
+}
+# Without these requests are still served (caching bypassed, per-process rate
+# limits, side effects kept in the outbox until the broker is back): the
+# process stays in the load balancer and reports itself degraded.
+DEGRADING_CHECKS: dict[str, Callable[[], None]] = {
     "redis": check_redis,
     "broker": check_broker,
 }
@@ -78,12 +83,12 @@ def _run(check: Callable[[], None]) -> dict:
 def run_checks() -> tuple[str, dict[str, dict]]:
     """Run every check: ("ready" | "degraded" | "unavailable", detail per dependency)."""
     results = {name: _run(check) for name, check in CRITICAL_CHECKS.items()}
-    shards = {name: _run(check) for name, check in shard_checks().items()}
+    degrading = {name: _run(check) for name, check in {**DEGRADING_CHECKS, **shard_checks()}.items()}
     if any(r["status"] == "down" for r in results.values()):
         status = "unavailable"
-    elif any(r["status"] == "down" for r in shards.values()):
+    elif any(r["status"] == "down" for r in degrading.values()):
         status = "degraded"
     else:
         status = "ready"
-    results.update(shards)
+    results.update(degrading)
     return status, results
