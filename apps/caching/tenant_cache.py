@@ -64,6 +64,8 @@ def _pickle():
 def get_or_compute(namespace: str, key: str, compute: Callable[[], Any], *, ttl: int | None = None) -> Any:
     """The cached value of ``key`` in the active tenant's ``namespace``."""
     ttl = ttl or settings.CACHE_DEFAULT_SECONDS
+    if not settings.TENANT_CACHE_ENABLED:
+        return compute()
     try:
         client = _client()
         full_key = _key(namespace, key)

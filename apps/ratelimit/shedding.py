@@ -54,6 +54,8 @@ class LoadSheddingMiddleware:
             return True
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not settings.SHED_ENABLED:
+            return self.get_response(request)
         priority = priority_of(request)
         if not self._admit(priority):
             metrics.shed_requests.labels(priority=priority).inc()

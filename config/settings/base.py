@@ -351,6 +351,8 @@ RATE_LIMIT_KEY_SHARE = float(env("RATE_LIMIT_KEY_SHARE", "0.5"))
 # Expensive endpoints: their own lower limit, a share of the tenant's.
 RATE_LIMIT_SCOPES = {"search": 0.25, "exports": 0.02, "bulk": 0.05}
 CACHE_DEFAULT_SECONDS = int(env("CACHE_DEFAULT_SECONDS", "300"))
+TENANT_CACHE_ENABLED = env_bool("TENANT_CACHE_ENABLED", True)
+SHED_ENABLED = env_bool("SHED_ENABLED", True)
 # Requests one worker process works on at once (gthread threads); low-priority
 # work may fill only part of it, so critical requests always find a thread.
 SHED_CAPACITY = int(env("SHED_CAPACITY", env("GUNICORN_THREADS", "8")))
