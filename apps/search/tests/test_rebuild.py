@@ -62,3 +62,15 @@ def test_rebuild_command(alpha, beta):
         command_output("rebuild_search_index", "--tenant", "nope")
     with pytest.raises(CommandError, match="batch-size"):
         command_output("rebuild_search_index", "--all", "--batch-size", "0")
+
+
+def test_rebuilding_one_tenant_leaves_the_others_alone(alpha, gamma):
+    with tenant_activated(gamma):
+        make_documents(2)
+    with tenant_activated(alpha):
+        make_documents(2)
+    command_output("rebuild_search_index", "--tenant", "alpha")
+    with tenant_activated(alpha):
+        assert SearchEntry.objects.count() == 2
+    with tenant_activated(gamma):
+        assert SearchEntry.objects.count() == 0 and not IndexRebuild.objects.exists()
