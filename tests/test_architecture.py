@@ -49,3 +49,32 @@ def test_every_model_declares_its_plane_through_the_app_lists():
     for model in apps.get_models():
         config = apps.get_app_config(model._meta.app_label)
         assert config.name in shared | tenant, f"{model.__name__} belongs to neither plane"
+
+
+def test_no_foreign_key_crosses_the_planes():
+    """Control-plane tables live in `default`, tenant tables on shards: a
+    foreign key between them would span two databases."""
+    from django.apps import apps
+
+    from apps.tenancy.planes import plane_of
+
+    crossing = [
+        f"{model.__name__}.{field.name} -> {field.related_model.__name__}"
+        for model in apps.get_models()
+        for field in model._meta.get_fields()
+        if field.is_relation and field.related_model is not None and field.concrete
+        and plane_of(model) != plane_of(field.related_model)
+    ]
+    assert not crossing, crossing
+
+
+def test_the_production_settings_pass_the_deployment_checks():
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings.production",
+               DJANGO_SECRET_KEY="a-long-random-production-like-secret-key-for-the-check-only-0123456789")
+    result = subprocess.run([sys.executable, str(ROOT / "manage.py"), "check", "--deploy", "--fail-level", "WARNING"],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
