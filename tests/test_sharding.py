@@ -210,3 +210,32 @@ def test_a_stopped_shard_affects_only_its_own_tenants(tenants, django_db_blocker
 
             server.start()
             wait_until(lambda: client.get("/admin/content/document/").status_code == 200, timeout=15)
+
+
+@needs_two_servers
+def test_an_unreachable_or_lagging_replica_sends_reads_to_the_primary(tenants, django_db_blocker, settings):
+    from apps.tenancy import replicas
+
+    settings.REPLICA_READS = True
+    settings.REPLICA_CHECK_SECONDS = 0
+    replicas.forget()
+    beta = tenants["beta"]
+    replica = connections["shard_b_replica"]
+    with django_db_blocker.unblock():
+        with tenant_activated(beta):
+            assert Document.objects.all().db == "shard_b_replica"
+        settings.REPLICA_MAX_LAG_BYTES = -1  # any lag is too much
+        with tenant_activated(beta):
+            assert Document.objects.all().db == "shard_b"
+        settings.REPLICA_MAX_LAG_BYTES = 16 * 1024 * 1024
+        real_port = replica.settings_dict["PORT"]
+        replica.close()
+        replica.settings_dict["PORT"] = 1  # the replica's server is gone
+        try:
+            with tenant_activated(beta):
+                assert Document.objects.all().db == "shard_b"
+                assert Document.objects.count() >= 0  # and the read succeeds, on the primary
+        finally:
+            replica.close()
+            replica.settings_dict["PORT"] = real_port
+            replicas.forget()

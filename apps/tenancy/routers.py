@@ -23,7 +23,9 @@ def tenant_read_alias(tenant=None) -> str:
     replica = planes.replica_alias(alias)
     if replica is None or not settings.REPLICA_READS or primary_pinned():
         return alias
-    return replica
+    from .replicas import replica_fit
+
+    return replica if replica_fit(alias, replica) else alias
 
 
 class ShardRouter:

@@ -182,6 +182,10 @@ for _shard, _url in SHARD_REPLICA_URLS.items():
     DATABASES[SHARD_ALIAS_PREFIX + _shard + REPLICA_ALIAS_SUFFIX] = _replica
 # Tenant reads go to a shard's replica when one is configured and this is on.
 REPLICA_READS = env_bool("REPLICA_READS", True)
+# A replica further behind than this (bytes of WAL), or unreachable, is
+# skipped (reads go to the primary); checked every REPLICA_CHECK_SECONDS.
+REPLICA_MAX_LAG_BYTES = int(env("REPLICA_MAX_LAG_BYTES", str(16 * 1024 * 1024)))
+REPLICA_CHECK_SECONDS = float(env("REPLICA_CHECK_SECONDS", "5"))
 # Seconds after a client's write during which its reads stay on the primary.
 READ_YOUR_WRITES_SECONDS = float(env("READ_YOUR_WRITES_SECONDS", "5"))
 DATABASE_ROUTERS = ["apps.tenancy.routers.ShardRouter"]
