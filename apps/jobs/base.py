@@ -18,7 +18,7 @@ from django.core.cache import cache
 from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
-from apps.observability.context import request_id_var, tenant_var
+from apps.observability.context import request_id_var, tenant_var, user_var
 from apps.tenancy.context import NoActiveTenant, active_tenant
 
 from .errors import PermanentError, RetryLater
@@ -45,6 +45,7 @@ class PlatformTask(Task):
                     shadow=None, **options):
         headers = dict(options.pop("headers", None) or {})
         headers.setdefault("request_id", request_id_var.get())
+        headers.setdefault("user_id", user_var.get())
         if self.tenant_scoped and not headers.get("tenant_id"):
             tenant = active_tenant()
             if tenant is None:
@@ -63,6 +64,7 @@ class PlatformTask(Task):
 
     def __call__(self, *args, **kwargs):
         request_token = request_id_var.set(self.header("request_id"))
+        user_token = user_var.set(self.header("user_id"))
         try:
             if not self.tenant_scoped:
                 return super().__call__(*args, **kwargs)
@@ -77,6 +79,7 @@ class PlatformTask(Task):
                 return super().__call__(*args, **kwargs)
         finally:
             request_id_var.reset(request_token)
+            user_var.reset(user_token)
             tenant_var.set(None)
 
     def on_retry(self, exc, task_id, args, kwargs, einfo):
@@ -90,7 +93,7 @@ class PlatformTask(Task):
         first = cache.get(FIRST_FAILURE_KEY.format(task_id))
         dead_letter_record(
             task_name=self.name, task_id=task_id, args=list(args or []), kwargs=dict(kwargs or {}),
-            headers={k: self.header(k) for k in ("tenant_id", "tenant_slug", "request_id") if self.header(k)},
+            headers={k: self.header(k) for k in ("tenant_id", "tenant_slug", "request_id", "user_id") if self.header(k)},
             queue=(getattr(self.request, "delivery_info", None) or {}).get("routing_key") or "",
             exception=f"{type(exc).__name__}: {exc}", traceback=str(einfo or ""),
             attempts=self.request.retries + 1, first_failed_at=first,

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from apps.observability.context import request_id_var
+from apps.observability.context import request_id_var, user_var
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ def enqueue(model, alias: str, task, *, args=(), kwargs=None, headers=None, tena
     send it once that transaction commits. A tenant outbox row is relayed
     with its ``tenant`` active: the commit may come after the request's
     tenant was deactivated."""
-    all_headers = {"request_id": request_id_var.get(), **(headers or {})}
+    all_headers = {"request_id": request_id_var.get(), "user_id": user_var.get(), **(headers or {})}
     message = model.objects.using(alias).create(
         task_name=task.name, args=list(args), kwargs=dict(kwargs or {}), headers=all_headers
     )

@@ -18,17 +18,19 @@ def take(queue: str):
 
 
 def test_a_tenant_task_carries_its_tenant_and_request_id(tenants):
+    from apps.observability.context import user_var
     from apps.search.tasks import index_documents
 
-    token = request_id_var.set("req-777")
+    token, user_token = request_id_var.set("req-777"), user_var.set("42")
     try:
         with tenant_activated(tenants["beta"]):
             index_documents.delay([1, 2])
     finally:
         request_id_var.reset(token)
+        user_var.reset(user_token)
     message = take("search")
     assert message.headers["tenant_id"] == tenants["beta"].pk and message.headers["tenant_slug"] == "beta"
-    assert message.headers["request_id"] == "req-777"
+    assert message.headers["request_id"] == "req-777" and message.headers["user_id"] == "42"
     assert message.delivery_info["routing_key"] == "search"
 
 
@@ -67,3 +69,39 @@ def test_the_outbox_sweep_fans_out_in_bounded_batches(tenants, settings):
     batches = [take("maintenance").payload[0][0] for _ in range(result["tenant_batches"])]
     assert sorted(sum(batches, [])) == sorted(Tenant.objects.exclude(shard=None).values_list("pk", flat=True))
     assert all(len(batch) <= 2 for batch in batches)
+
+
+def test_task_log_lines_carry_the_request_tenant_and_user(tenants, caplog):
+    import logging
+
+    from apps.observability.logging import ContextFilter
+    from apps.search.tasks import index_documents
+
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep()
+    handler.addFilter(ContextFilter())
+    logger = logging.getLogger("apps.search.services")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        from apps.search import services
+
+        original = services.search_index_documents
+
+        def logged(ids):
+            logger.info("indexing %s", ids)
+            return original(ids)
+
+        services.search_index_documents = logged
+        index_documents.apply(args=[[1]], headers={"tenant_id": tenants["alpha"].pk, "request_id": "req-9",
+                                                   "user_id": "7"})
+    finally:
+        services.search_index_documents = original
+        logger.removeHandler(handler)
+    line = next(r for r in records if r.getMessage().startswith("indexing"))
+    assert (line.request_id, line.tenant, line.user) == ("req-9", "alpha", "7")
