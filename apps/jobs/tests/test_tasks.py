@@ -105,3 +105,32 @@ def test_task_log_lines_carry_the_request_tenant_and_user(tenants, caplog):
         logger.removeHandler(handler)
     line = next(r for r in records if r.getMessage().startswith("indexing"))
     assert (line.request_id, line.tenant, line.user) == ("req-9", "alpha", "7")
+
+
+def test_rebuild_all_sends_one_message_per_tenant(tenants):
+    from apps.search.tasks import rebuild_all
+    from apps.tenancy.models import Tenant
+
+    sent = rebuild_all.apply().get()
+    tenant_ids = set(Tenant.objects.exclude(shard=None).values_list("pk", flat=True))
+    assert sent == len(tenant_ids)
+    assert {take("search").headers["tenant_id"] for _ in range(sent)} == tenant_ids
+
+
+def test_expired_idempotency_keys_are_purged_on_every_shard(tenants):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from apps.idempotency.models import IdempotencyRecord
+    from apps.idempotency.tasks import purge
+
+    for slug in ("alpha", "beta"):
+        with tenant_activated(tenants[slug]):
+            old = IdempotencyRecord.objects.create(client="c", key=f"old-{slug}", fingerprint="f", status_code=201)
+            IdempotencyRecord.objects.filter(pk=old.pk).update(created_at=timezone.now() - dt.timedelta(hours=25))
+            IdempotencyRecord.objects.create(client="c", key=f"new-{slug}", fingerprint="f", status_code=201)
+    assert purge.apply().get() >= 2
+    for slug in ("alpha", "beta"):
+        with tenant_activated(tenants[slug]):
+            assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == [f"new-{slug}"]
