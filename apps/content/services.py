@@ -110,6 +110,21 @@ def document_bulk_create(*, documents: list[DocumentInput], author_id: int | Non
     return created
 
 
+def _locked_at_version(document_id: int, expected_version: int | None) -> Document:
+    """The document, row-locked for this transaction, if still at ``expected_version``
+    (None: any version). Raises NotFound or PreconditionFailed."""
+    document = Document.objects.select_for_update().filter(pk=document_id).first()
+    if document is None:
+        raise NotFound(f"No document {document_id}.")
+    if expected_version is not None and document.version != expected_version:
+        raise PreconditionFailed(
+            f"The document changed since version {expected_version}; it is at version {document.version}. "
+            "Fetch it again and retry with its ETag.",
+            current_version=document.version,
+        )
+    return document
+
+
 def document_update(*, document_id: int, expected_version: int | None, changes: dict) -> Document:
     """Apply ``changes`` if the document is still at ``expected_version``.
 
@@ -121,15 +136,7 @@ def document_update(*, document_id: int, expected_version: int | None, changes: 
         raise ValidationError({name: "This field cannot be changed." for name in unknown})
     changes = _clean(dict(changes))
     with transaction.atomic(using=tenant_write_alias()):
-        document = Document.objects.select_for_update().filter(pk=document_id).first()
-        if document is None:
-            raise NotFound(f"No document {document_id}.")
-        if expected_version is not None and document.version != expected_version:
-            raise PreconditionFailed(
-                f"The document changed since version {expected_version}; it is at version {document.version}. "
-                "Fetch it again and retry with its ETag.",
-                current_version=document.version,
-            )
+        document = _locked_at_version(document_id, expected_version)
         before = snapshot(document, AUDITED_FIELDS)
         for name, value in changes.items():
             setattr(document, name, value)
@@ -145,14 +152,7 @@ def document_update(*, document_id: int, expected_version: int | None, changes: 
 
 def document_delete(*, document_id: int, expected_version: int | None) -> None:
     with transaction.atomic(using=tenant_write_alias()):
-        document = Document.objects.select_for_update().filter(pk=document_id).first()
-        if document is None:
-            raise NotFound(f"No document {document_id}.")
-        if expected_version is not None and document.version != expected_version:
-            raise PreconditionFailed(
-                f"The document changed since version {expected_version}; it is at version {document.version}.",
-                current_version=document.version,
-            )
+        document = _locked_at_version(document_id, expected_version)
         before = snapshot(document, AUDITED_FIELDS)
         document.delete()
         audit_record(action="delete", object_type="document", object_id=document_id, changes=diff(before, {}))
