@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -119,7 +120,6 @@ class Gunicorn:
 
 # --- shards and committed tenants ------------------------------------------
 
-from contextlib import contextmanager  # noqa: E402
 
 
 @contextmanager

@@ -66,11 +66,5 @@ class TenantAPIView(APIView):
         client = client_key(request) or "anonymous"
         return run_idempotent(
             request=request, key=key, client=client, alias=alias,
-            handler=lambda: self._dispatch_rendered(request, *args, **kwargs),
+            handler=lambda: super(TenantAPIView, self).dispatch(request, *args, **kwargs),
         )
-
-    def _dispatch_rendered(self, request, *args, **kwargs):
-        response = super().dispatch(request, *args, **kwargs)
-        if hasattr(response, "render"):
-            response.render()
-        return response

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils.http import http_date
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -196,8 +195,5 @@ class DocumentBulkCreateApi(TenantAPIView):
         data = validated(self.DocumentBulkInput, request.data)
         items = [services.DocumentInput(title=d["title"], body=d["body"], tags=tuple(d["tags"]), status=d["status"])
                  for d in data["documents"]]
-        try:
-            created = services.document_bulk_create(documents=items, author_id=request.user.pk)
-        except DjangoValidationError:
-            raise
+        created = services.document_bulk_create(documents=items, author_id=request.user.pk)
         return Response({"created": len(created), "ids": [d.pk for d in created]}, status=status.HTTP_201_CREATED)

@@ -11,15 +11,9 @@ from __future__ import annotations
 from functools import cache
 
 import pybreaker
-import redis
 from django.conf import settings
 
-
-@cache
-def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=settings.REDIS_TIMEOUT_SECONDS,
-                                socket_timeout=settings.REDIS_TIMEOUT_SECONDS)
-
+from apps.caching.connections import redis_client
 
 STATE_VALUES = {pybreaker.STATE_CLOSED: 0, pybreaker.STATE_HALF_OPEN: 1, pybreaker.STATE_OPEN: 2}
 
@@ -35,7 +29,7 @@ class StateMetric(pybreaker.CircuitBreakerListener):
 
 @cache
 def breaker(name: str, *, fail_max: int, reset_seconds: int) -> pybreaker.CircuitBreaker:
-    storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, _redis(),
+    storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, redis_client(),
                                             namespace=f"{settings.BREAKER_NAMESPACE}:{name}")
     return pybreaker.CircuitBreaker(fail_max=fail_max, reset_timeout=reset_seconds, state_storage=storage,
                                     name=name, listeners=[StateMetric()])

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from functools import lru_cache
 
-import redis
 from django.conf import settings
 from django.db import connections
 from kombu import Connection
 
-
-@lru_cache(maxsize=8)
-def _redis_client(url: str, timeout: float) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+from apps.caching.connections import redis_client
 
 
 def check_database() -> None:
@@ -23,13 +18,13 @@ def check_database() -> None:
 
 
 def check_redis() -> None:
-    _redis_client(settings.REDIS_URL, settings.REDIS_TIMEOUT_SECONDS).ping()
+    redis_client().ping()
 
 
 def check_broker() -> None:
     url = settings.CELERY_BROKER_URL
     if url.startswith(("redis://", "rediss://")):
-        _redis_client(url, settings.REDIS_TIMEOUT_SECONDS).ping()
+        redis_client(url).ping()
         return
     with Connection(url, connect_timeout=settings.REDIS_TIMEOUT_SECONDS * 2) as conn:
         conn.ensure_connection(max_retries=1, timeout=settings.REDIS_TIMEOUT_SECONDS * 2)

@@ -17,6 +17,8 @@ from functools import cache
 import redis
 from django.conf import settings
 
+from apps.caching.connections import redis_client
+
 # KEYS[1]: bucket; ARGV: capacity, refill per second, cost, ttl seconds.
 # Time comes from the Redis server, so every client agrees on it.
 TOKEN_BUCKET = """
@@ -66,14 +68,8 @@ def _decision(allowed: bool, tokens: float, capacity: int, per_second: float, ba
 
 
 @cache
-def _client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=settings.REDIS_TIMEOUT_SECONDS,
-                                socket_timeout=settings.REDIS_TIMEOUT_SECONDS)
-
-
-@cache
-def _script():
-    return _client().register_script(TOKEN_BUCKET)
+def _script(url: str):
+    return redis_client(url).register_script(TOKEN_BUCKET)
 
 
 class LocalBuckets:
@@ -111,7 +107,7 @@ def take(key: str, *, per_minute: int, burst: int | None = None, cost: int = 1) 
     per_second = per_minute / 60.0
     ttl = max(60, math.ceil(capacity / per_second) + 60)
     try:
-        allowed, tokens = _script()(keys=[f"{settings.RATE_LIMIT_PREFIX}:{key}"], args=[capacity, per_second, cost, ttl])
+        allowed, tokens = _script(settings.REDIS_URL)(keys=[f"{settings.RATE_LIMIT_PREFIX}:{key}"], args=[capacity, per_second, cost, ttl])
         return _decision(bool(allowed), float(tokens), capacity, per_second, "redis")
     except redis.exceptions.RedisError:
         allowed, tokens = local_buckets.take(key, capacity, per_second, cost)

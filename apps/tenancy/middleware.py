@@ -15,6 +15,7 @@ from django.urls import set_urlconf
 from apps.api.problems import problem_response
 from apps.observability.context import tenant_var
 
+from . import planes
 from .activation import activate, deactivate
 from .context import pin_primary, wrote_var
 from .selectors import tenant_for_hostname
@@ -40,6 +41,10 @@ def client_key(request: HttpRequest) -> str | None:
 
 def read_your_writes_key(tenant, client: str) -> str:
     return f"tenancy:ryw:{tenant.pk}:{client}"
+
+
+def reads_may_use_replica(tenant) -> bool:
+    return settings.REPLICA_READS and planes.replica_alias(tenant.shard.alias) is not None
 
 
 def unavailable(detail: str, retry_after: int, code: str) -> HttpResponse:
@@ -99,7 +104,9 @@ class TenantMiddleware:
             )
 
         tokens = activate(tenant)
-        client = client_key(request)
+        # Read-your-writes across requests only matters where reads could go
+        # to a replica; elsewhere it would cost a Redis round trip for nothing.
+        client = client_key(request) if reads_may_use_replica(tenant) else None
         if client and cache.get(read_your_writes_key(tenant, client)):
             pin_primary(settings.READ_YOUR_WRITES_SECONDS)
         try:
