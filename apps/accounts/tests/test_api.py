@@ -115,3 +115,26 @@ def test_credentials_of_one_tenant_are_rejected_on_another_host(api, alpha, beta
         response = on_beta.get("documents")
         assert response.status_code == 401
         assert "not valid for this tenant" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [("patch", "members/{member}", {"role": "emperor"}), ("patch", "members/{member}", {"role": 3}),
+     ("patch", "members/{member}", {"role": "viewer", "extra": 1}), ("post", "invitations", {"email": "nope"}),
+     ("post", "invitations", {"email": "x@example.com", "role": "owner"}), ("post", "invitations", []),
+     ("post", "invitations/accept", {"token": ""}), ("post", "invitations/accept", {"token": "unknown-token"}),
+     ("post", "auth/token", '{"email": ')],
+)
+def test_member_and_invitation_input_errors_are_400(api, alpha, method, path, body):
+    admin = api(alpha, role="owner")
+    member = Membership.objects.get(user=api(alpha, role="viewer").principal, tenant=alpha)
+    client = admin if "accept" not in path and "token" not in path else ApiClient(alpha, None)
+    response = getattr(client, method)(path.format(member=member.pk), body)
+    assert response.status_code == 400, response.content
+    assert response["Content-Type"] == "application/problem+json"
+
+
+def test_unknown_member_or_key_is_404(api, alpha):
+    admin = api(alpha, role="owner")
+    assert admin.patch("members/999999", {"role": "viewer"}).status_code == 404
+    assert admin.delete("api-keys/999999").status_code == 404

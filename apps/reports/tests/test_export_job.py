@@ -22,7 +22,8 @@ def run_jobs(django_capture_on_commit_callbacks, outbox_inline, tmp_path, settin
     return run
 
 
-def test_csv_export_end_to_end(api, alpha, run_jobs):
+def test_csv_export_end_to_end(api, alpha, gamma, run_jobs):
+    api(gamma, role="member").post("documents", {"title": "gamma's own"})  # same shard, other schema
     client = api(alpha, role="member")
     client.post("documents/bulk", {"documents": [{"title": f"doc {i}", "tags": ["t"]} for i in range(30)]})
     created = run_jobs(lambda: client.post("exports", {"kind": "documents", "format": "csv"}))

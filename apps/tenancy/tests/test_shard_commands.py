@@ -40,6 +40,11 @@ def test_rebalance_dry_run_plans_moves_off_a_draining_shard(tenants):
     assert "move_tenant" in output and "move(s) planned" in output
 
 
+def test_rebalance_only_plans(tenants):
+    with pytest.raises(CommandError, match="--dry-run"):
+        command_output("rebalance_shards")
+
+
 def test_rebalance_when_balanced(tenants):
     for tenant in Tenant.objects.exclude(shard=None):
         tenant.shard = Shard.objects.get(name="main")
