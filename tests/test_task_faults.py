@@ -6,6 +6,7 @@ machine's, on 5672, when it answers) as the broker.
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -24,7 +25,7 @@ from tests.workers import CeleryWorker, RedisBroker, SmtpSink, celery_broker, po
 
 pytestmark = pytest.mark.live
 
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])
