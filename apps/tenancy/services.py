@@ -82,6 +82,23 @@ def public_tenant_ensure() -> Tenant:
     return tenant
 
 
+def _canonical_slug(slug: str | None) -> str:
+    """``slug`` if it is already canonical. A slug names a schema, a host and
+    URLs forever; quietly lower-casing ``UPPER`` to ``upper`` would give the
+    operator a tenant under a name they did not type, so it is refused with
+    the canonical form named instead."""
+    given = slug or ""
+    canonical = given.strip().lower()
+    if canonical != given:
+        try:
+            validate_slug(canonical)
+        except ValidationError:
+            return canonical  # not a slug in any case: the usual message says why
+        raise ValidationError({"slug": f"'{given}' is not in canonical form; use '{canonical}' "
+                                       "(lowercase letters, digits and hyphens)."})
+    return canonical
+
+
 def _validate_new_tenant(*, slug: str, name: str, domain: str, plan: str) -> None:
     errors: dict[str, str] = {}
     try:
@@ -121,7 +138,7 @@ def tenant_create(
     and the registry rows are committed inside it, so a failure at any step
     (a migration error, say) leaves neither a schema nor a registry row.
     """
-    slug = (slug or "").strip().lower()
+    slug = _canonical_slug(slug)
     domain = (domain or default_hostname(slug)).strip().lower()
     _validate_new_tenant(slug=slug, name=name, domain=domain, plan=plan)
     admin_email = normalize_email(admin_email)

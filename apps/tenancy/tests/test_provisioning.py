@@ -43,6 +43,8 @@ def test_create_tenant_twice_is_a_no_op(tenants):
         (["alpha", "--name", "Someone Else", "--admin-email", "x@y.test"], "slug: The slug 'alpha' is taken"),
         (["Not A Slug", "--name", "X", "--admin-email", "x@y.test"], "slug: A tenant slug is"),
         (["ab", "--name", "X", "--admin-email", "x@y.test"], "slug: A tenant slug is"),
+        (["UPPER", "--name", "X", "--admin-email", "x@y.test"], "'UPPER' is not in canonical form; use 'upper'"),
+        ([" delta", "--name", "X", "--admin-email", "x@y.test"], "use 'delta'"),
         (["admin", "--name", "X", "--admin-email", "x@y.test"], "reserved"),
         (["delta", "--name", "X", "--admin-email", "x@y.test", "--domain", "alpha.localhost"], "already belongs"),
         (["delta", "--name", "X", "--admin-email", "not-an-email"], "email: 'not-an-email' is not a valid"),
