@@ -19,11 +19,25 @@ DOCUMENT_COLUMNS = ["id", "title", "status", "tags", "author_id", "version", "cr
 EVENT_COLUMNS = ["id", "occurred_at", "event_type", "properties"]
 
 
+# A spreadsheet runs a cell whose text starts with one of these (a formula,
+# or DDE on older software), so a member could plant `=HYPERLINK(...)` in a
+# title and have it run on an owner's machine. Such cells are written with a
+# leading apostrophe, which spreadsheets show as plain text (the OWASP advice
+# for CSV injection).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+
+
 def _cell(value):
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, list | dict):
-        return json.dumps(value, sort_keys=True)
+        value = json.dumps(value, sort_keys=True)
+    if isinstance(value, str):
+        return neutralise(value)
     return value
 
 
@@ -42,7 +56,12 @@ def write_export(rows: Iterable[tuple], columns: list[str], fmt: str, progress: 
                 if count % every == 0:
                     progress(count)
     else:
-        workbook = xlsxwriter.Workbook(handle.name, {"constant_memory": True, "remove_timezone": True})
+        # Data is never a formula, a link or a number in disguise: strings
+        # stay strings whatever they look like.
+        workbook = xlsxwriter.Workbook(handle.name, {
+            "constant_memory": True, "remove_timezone": True,
+            "strings_to_formulas": False, "strings_to_urls": False, "strings_to_numbers": False,
+        })
         sheet = workbook.add_worksheet("export")
         sheet.write_row(0, 0, columns)
         for row in rows:
