@@ -55,6 +55,8 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
         replica_settings["NAME"] = connections[primary].settings_dict["NAME"]
         connections[alias].close()
         connections[alias].settings_dict = replica_settings
+        with django_db_blocker.unblock():
+            _wait_for_replica(alias)
     yield
     with django_db_blocker.unblock():
         # Aliases sharing a test database keep their own connections; close
@@ -65,6 +67,25 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
                 teardown_databases(db_cfg, verbosity=request.config.option.verbose)
             except Exception as exc:  # a leftover session must not fail the run
                 request.node.warn(pytest.PytestWarning(f"Error when trying to teardown test databases: {exc!r}"))
+
+
+def _wait_for_replica(alias: str, timeout: float = 60.0) -> None:
+    """The test database reaches a replica by streaming replication, a moment
+    after the primary made it (longer on a busy machine): wait for it."""
+    import time
+
+    from django.db import OperationalError, connections
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connections[alias].ensure_connection()
+            return
+        except OperationalError:
+            connections[alias].close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

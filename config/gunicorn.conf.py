@@ -10,7 +10,10 @@ import os
 import shutil
 import tempfile
 
-bind = os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+bind = [os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")]
+# The internal listener for Prometheus and operators (see OPS_PORT in settings).
+if os.environ.get("OPS_PORT"):
+    bind.append(f"{os.environ.get('OPS_BIND_HOST', '0.0.0.0')}:{os.environ['OPS_PORT']}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Threaded workers by default: a worker then serves several requests at once,
 # which load shedding (apps/ratelimit/shedding.py) divides by priority.

@@ -74,9 +74,13 @@ class Gunicorn:
     def __init__(self, *, workers: int = 2, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # The internal listener: /metrics and /readyz's detail answer there.
+        self.ops_port = free_port()
+        self.ops_url = f"http://127.0.0.1:{self.ops_port}"
         self.workers = workers
         self.env = process_env(
-            GUNICORN_BIND=f"127.0.0.1:{self.port}", WEB_CONCURRENCY=str(workers), **(env or {})
+            GUNICORN_BIND=f"127.0.0.1:{self.port}", OPS_PORT=str(self.ops_port), OPS_BIND_HOST="127.0.0.1",
+            WEB_CONCURRENCY=str(workers), **(env or {})
         )
         self.process: subprocess.Popen | None = None
         # A file, not a pipe: a pipe nobody drains fills up and blocks the

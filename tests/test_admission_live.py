@@ -29,7 +29,7 @@ def test_parallel_clients_get_exactly_the_plan_limit_then_metrics_show_it(tenant
                     statuses = list(pool.map(
                         lambda _: requests.get(f"{server.url}/api/v1/me", headers=headers, timeout=10).status_code,
                         range(40)))
-                metrics = requests.get(f"{server.url}/metrics", timeout=10).text
+                metrics = requests.get(f"{server.ops_url}/metrics", timeout=10).text
         finally:
             Plan.objects.filter(code="free").update(rate_limit_per_minute=120)
     # 40 requests from 20 parallel clients over two processes: one shared,

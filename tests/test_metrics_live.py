@@ -17,7 +17,7 @@ COUNTER = "django_http_responses_before_middlewares_total"
 
 
 def scrape_total(url: str) -> float:
-    text = requests.get(url + "/metrics", timeout=5).text
+    text = requests.get(url + "/metrics", timeout=5).text  # url: the internal listener
     match = re.search(rf"^{COUNTER} (\S+)$", text, re.MULTILINE)
     assert match, f"{COUNTER} missing from /metrics"
     return float(match.group(1))
@@ -30,7 +30,7 @@ def worker_pids_with_samples(directory: Path) -> set[str]:
 def test_metrics_add_up_across_gunicorn_workers(tmp_path):
     multiproc_dir = tmp_path / "prometheus"
     with Gunicorn(workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(multiproc_dir)}) as server:
-        before = scrape_total(server.url)  # includes the readiness polls at start-up
+        before = scrape_total(server.ops_url)  # includes the readiness polls at start-up
         sent = 0
         with ThreadPoolExecutor(max_workers=8) as pool:
             # Concurrent fresh connections so that both workers accept some.
@@ -44,5 +44,5 @@ def test_metrics_add_up_across_gunicorn_workers(tmp_path):
         # Whichever worker answers the scrape, it reports every worker's count:
         # the earlier scrape + the requests sent (the scrape itself is counted
         # after its body is rendered).
-        totals = {scrape_total(server.url) for _ in range(6)}
+        totals = {scrape_total(server.ops_url) for _ in range(6)}
         assert min(totals) >= before + 1 + sent

@@ -13,6 +13,7 @@ from django.test import override_settings
 from apps.observability.logging import ContextFilter, JsonFormatter
 
 DEAD_REDIS = "redis://127.0.0.1:1/0"
+OPERATOR = "Bearer test-ops-token"  # OPS_TOKEN of the test settings
 
 
 def test_healthz_answers_on_any_host_without_io(client):
@@ -24,7 +25,7 @@ def test_healthz_answers_on_any_host_without_io(client):
 
 @pytest.mark.django_db
 def test_readyz_reports_each_dependency(client):
-    response = client.get("/readyz", HTTP_HOST="anything.example")
+    response = client.get("/readyz", HTTP_HOST="anything.example", HTTP_AUTHORIZATION=OPERATOR)
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready" and body["down"] == []
@@ -39,7 +40,7 @@ def test_readyz_is_degraded_fast_when_redis_is_down(client):
     # tests), so the pod stays in the load balancer, reporting what is down.
     with override_settings(REDIS_URL=DEAD_REDIS, CELERY_BROKER_URL=DEAD_REDIS):
         started = time.monotonic()
-        response = client.get("/readyz")
+        response = client.get("/readyz", HTTP_AUTHORIZATION=OPERATOR)
         elapsed = time.monotonic() - started
     assert response.status_code == 200
     body = response.json()
@@ -58,9 +59,38 @@ def test_readyz_is_503_when_the_control_database_is_down(client, monkeypatch):
         psycopg.connect("postgres://postgres@127.0.0.1:1/none", connect_timeout=1)
 
     monkeypatch.setitem(health.CRITICAL_CHECKS, "database", dead_database)
-    response = client.get("/readyz")
+    response = client.get("/readyz", HTTP_AUTHORIZATION=OPERATOR)
     assert response.status_code == 503
     assert response.json()["status"] == "unavailable" and "database" in response.json()["down"]
+    # A load balancer (or anyone) without operator access sees the status only.
+    anonymous = client.get("/readyz", HTTP_HOST="alpha.localhost")
+    assert anonymous.status_code == 503 and anonymous.json() == {"status": "unavailable"}
+    assert "127.0.0.1" not in anonymous.content.decode()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("host", ["alpha.localhost", "localhost", "10.1.2.3"])
+@pytest.mark.parametrize("credential", [None, "Bearer wrong-token", "Bearer ", "Basic dGVzdC1vcHMtdG9rZW4="])
+def test_metrics_and_readyz_detail_are_for_operators_only(client, alpha, host, credential):
+    headers = {"HTTP_HOST": host}
+    if credential is not None:
+        headers["HTTP_AUTHORIZATION"] = credential
+    metrics = client.get("/metrics", **headers)
+    assert metrics.status_code == 404 and metrics["Content-Type"] == "application/problem+json"
+    assert b"django_http" not in metrics.content
+    ready = client.get("/readyz", **headers)
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+
+
+@pytest.mark.django_db
+def test_operators_get_metrics_with_the_token_or_on_the_internal_listener(client, settings):
+    assert client.get("/metrics", HTTP_AUTHORIZATION=OPERATOR).status_code == 200
+    settings.OPS_TOKEN = ""  # no token configured: a bearer header opens nothing
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ").status_code == 404
+    settings.OPS_PORT = 9100
+    assert client.get("/metrics", SERVER_PORT="9100").status_code == 200
+    assert client.get("/metrics", SERVER_PORT="80").status_code == 404
+    assert "checks" in client.get("/readyz", SERVER_PORT="9100").json()
 
 
 @pytest.mark.django_db

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -202,7 +203,7 @@ def test_a_stopped_shard_affects_only_its_own_tenants(tenants, django_db_blocker
             alpha_owner.post("/admin/login/?next=/admin/", {"username": "owner@alpha.test", "password": "alpha-pass"})
             assert alpha_owner.get("/admin/content/document/").status_code == 200
 
-            ready = Client().get("/readyz", HTTP_HOST="localhost")
+            ready = Client(HTTP_AUTHORIZATION=f"Bearer {django_settings.OPS_TOKEN}").get("/readyz", HTTP_HOST="localhost")
             assert ready.status_code == 200
             assert ready.json()["status"] == "degraded"
             assert "shard_fault" in ready.json()["down"]

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 
+from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_prometheus.exports import ExportToDjangoView
+
+from apps.api.problems import problem_response
 
 from . import health
 from .context import SYSTEM, Actor, actor_var, clean_request_id, request_id_var, tenant_var, user_var
@@ -23,22 +27,51 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"status": "ok"})
 
 
+def is_operator_request(request: HttpRequest) -> bool:
+    """Did this come in on the internal listener (OPS_PORT, which no load
+    balancer or ingress exposes) or with the operations token?
+
+    The port is the listener's own (gunicorn sets SERVER_PORT from the socket
+    it accepted on, not from the Host header), so a client cannot claim it.
+    """
+    if settings.OPS_PORT and request.META.get("SERVER_PORT") == str(settings.OPS_PORT):
+        return True
+    token = settings.OPS_TOKEN
+    given = request.headers.get("Authorization", "")
+    return bool(token) and given.startswith("Bearer ") and hmac.compare_digest(
+        given.removeprefix("Bearer ").strip().encode(), token.encode()
+    )
+
+
 def readyz(request: HttpRequest) -> HttpResponse:
     status, checks = health.run_checks()
     # The check may have left the default connection broken; do not hand it to
     # the next request on this worker.
     connections["default"].close_if_unusable_or_obsolete()
-    down = sorted(name for name, check in checks.items() if check["status"] == "down")
-    response = JsonResponse({"status": status, "down": down, "checks": checks})
+    body: dict = {"status": status}
+    # Load balancers only need the status code; which dependency is down, and
+    # the error text naming internal hosts and ports, is for operators.
+    if is_operator_request(request):
+        body["down"] = sorted(name for name, check in checks.items() if check["status"] == "down")
+        body["checks"] = checks
+    response = JsonResponse(body)
     response.status_code = 503 if status == "unavailable" else 200
     response["Cache-Control"] = "no-store"
     return response
 
 
+def metrics(request: HttpRequest) -> HttpResponse:
+    # Metrics name tenants' plans, views, queues and shards: not for anyone
+    # who knows a host name. Unknown to everyone else, like any other path.
+    if not is_operator_request(request):
+        return problem_response(404, code="not-found", detail="Not found.")
+    return ExportToDjangoView(request)
+
+
 OPERATIONAL_ENDPOINTS = {
     "/healthz": healthz,
     "/readyz": readyz,
-    "/metrics": ExportToDjangoView,
+    "/metrics": metrics,
 }
 
 

@@ -112,6 +112,7 @@ MIDDLEWARE = [
     "apps.observability.middleware.UserContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "apps.api.security.ContentSecurityPolicyMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -368,6 +369,12 @@ INVITATION_SECONDS = int(env("INVITATION_SECONDS", str(7 * 24 * 3600)))
 
 # --- observability --------------------------------------------------------
 PROMETHEUS_EXPORT_MIGRATIONS = False
+# /metrics, and the detail of /readyz, answer only on the internal listener
+# (gunicorn also binds OPS_PORT when it is set; no ingress or load balancer
+# routes to it) or to `Authorization: Bearer <OPS_TOKEN>`. Everyone else gets
+# 404 for /metrics and a bare status from /readyz.
+OPS_PORT = int(env("OPS_PORT", "0")) or None
+OPS_TOKEN = env("OPS_TOKEN", "")
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOG_FORMAT = env("LOG_FORMAT", "json")  # "json" or "console"
 LOGGING = {

@@ -20,4 +20,5 @@ if not env("CELERY_BROKER_URL"):
     _broker = urlsplit(REDIS_URL)  # noqa: F405
     CELERY_BROKER_URL = urlunsplit(_broker._replace(path="/15"))
 BREAKER_NAMESPACE = env("BREAKER_NAMESPACE", "test-breaker")
+OPS_TOKEN = env("OPS_TOKEN", "test-ops-token")
 RATE_LIMIT_PREFIX = env("RATE_LIMIT_PREFIX", "test-rl")
