@@ -339,6 +339,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.api.schema.document_problem_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "DocumentStatusEnum": "apps.content.models.Document.Status",
         "MemberRoleEnum": "apps.accounts.models.Membership.Role",

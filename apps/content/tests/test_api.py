@@ -81,7 +81,8 @@ def test_bad_query_parameters_are_400_with_field_errors(api, alpha, query, field
     ("body", "field"),
     [({"title": ""}, "title"), ({"title": "x" * 301}, "title"), ({"title": "x", "status": "gone"}, "status"),
      ({"title": "x", "tags": "notalist"}, "tags"), ({"title": "x", "unknown": 1}, "unknown"), ({"body": "no title"}, "title"),
-     ({"title": 5}, None), ([1, 2], None)],
+     ({"title": 5}, None), ([1, 2], None), ({"title": "x", "tags": [0]}, "tags"),
+     ({"title": "x", "tags": ["ok", True]}, "tags"), ({"title": "x", "tags": [None]}, "tags")],
 )
 def test_invalid_bodies_are_400(api, alpha, body, field):
     response = api(alpha).post("documents", body)
