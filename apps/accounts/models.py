@@ -120,3 +120,34 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class SupportGrant(models.Model):
+    """An operator's time-boxed access to one tenant, for support.
+
+    Platform operators are strangers on a tenant's host unless a grant is
+    active: it names the operator, the reason and an expiry, is shown to the
+    tenant's owners, and every request made under it is recorded in the
+    tenant's own audit log as support access.
+    """
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="support_grants")
+    operator = models.ForeignKey(User, on_delete=models.CASCADE, related_name="support_grants")
+    reason = models.TextField()
+    granted_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "operator", "expires_at"], name="support_grant_lookup")]
+
+    def __str__(self) -> str:
+        return f"{self.operator} -> tenant {self.tenant_id} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+    @property
+    def is_active(self) -> bool:
+        from django.utils import timezone
+
+        return self.revoked_at is None and self.expires_at > timezone.now()

@@ -15,12 +15,15 @@ def membership_role(*, user: User, tenant_id: int) -> str | None:
 
 
 def user_can_administer_tenant(*, user: User, tenant_id: int) -> bool:
-    """Owners and admins of the tenant; platform superusers for support access."""
+    """Owners and admins of the tenant; a platform operator only under an
+    active support grant for this tenant."""
     if not user.is_authenticated or not user.is_active:
         return False
-    if user.is_superuser:
+    if membership_role(user=user, tenant_id=tenant_id) in ADMIN_ROLES:
         return True
-    return membership_role(user=user, tenant_id=tenant_id) in ADMIN_ROLES
+    from .support import support_grant_active
+
+    return support_grant_active(user=user, tenant_id=tenant_id) is not None
 
 
 ROLE_RANK = {Membership.Role.VIEWER: 1, Membership.Role.MEMBER: 2, Membership.Role.ADMIN: 3, Membership.Role.OWNER: 4}

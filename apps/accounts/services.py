@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib.auth import authenticate
@@ -15,6 +16,7 @@ from django.utils import timezone
 
 from . import tokens
 from .models import ApiKey, Invitation, Membership, User
+from .support import support_grant_active
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,8 @@ def _invitation_email(invitation: Invitation, token: str) -> None:
     """Queue the invitation email in the control outbox, same transaction."""
     from apps.jobs.services import control_outbox_enqueue
     from apps.notifications.tasks import send_email
+    from apps.tenancy.links import tenant_url
     from apps.tenancy.models import Tenant
-    from apps.tenancy.selectors import tenant_primary_hostname
 
     tenant = Tenant.objects.get(pk=invitation.tenant_id)
     control_outbox_enqueue(send_email, kwargs={
@@ -132,7 +134,8 @@ def _invitation_email(invitation: Invitation, token: str) -> None:
         "context": {"tenant_name": tenant.name, "role": invitation.role, "token": token,
                     "inviter": invitation.invited_by.email if invitation.invited_by else "",
                     "expires_at": invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
-                    "host": tenant_primary_hostname(tenant) or ""},
+                    "url": tenant_url(tenant, "/invitations/accept?" + urlencode({"token": token})),
+                    "api_url": tenant_url(tenant, "/api/v1/invitations/accept")},
         "effect_key": f"invitation:{invitation.pk}",
     }, headers={"tenant_id": tenant.pk, "tenant_slug": tenant.slug})
 
@@ -206,6 +209,7 @@ def user_token_issue(*, tenant_id: int, email: str, password: str) -> str:
     user = authenticate(username=normalize_email(email), password=password or "")
     if user is None:
         raise PermissionDenied("Wrong email or password.")
-    if not Membership.objects.filter(user=user, tenant_id=tenant_id).exists() and not user.is_superuser:
+    if (not Membership.objects.filter(user=user, tenant_id=tenant_id).exists()
+            and support_grant_active(user=user, tenant_id=tenant_id) is None):
         raise PermissionDenied("This account is not a member of this tenant.")
     return tokens.issue_user_token(user_id=user.pk, tenant_id=tenant_id)

@@ -12,8 +12,9 @@ from rest_framework import authentication, exceptions
 
 from apps.accounts import selectors as account_selectors
 from apps.accounts import tokens
-from apps.accounts.models import ApiKey, Membership, User
+from apps.accounts.models import ApiKey, Membership, SupportGrant, User
 from apps.accounts.services import api_key_touch
+from apps.accounts.support import support_grant_active
 from apps.observability.context import Actor, actor_var, user_var
 
 SCOPE_ROLE = {ApiKey.Scope.READ: Membership.Role.VIEWER, ApiKey.Scope.WRITE: Membership.Role.MEMBER,
@@ -29,6 +30,7 @@ class Principal:
     user: User | None = None
     api_key: ApiKey | None = None
     is_authenticated: bool = True
+    support_grant: SupportGrant | None = None  # an operator acting under support access
 
     @property
     def pk(self):
@@ -38,7 +40,7 @@ class Principal:
     def actor(self) -> Actor:
         if self.kind == "api_key":
             return Actor(type="api_key", user_id=self.api_key.created_by_id, api_key_id=self.api_key.pk)
-        return Actor(type="user", user_id=self.user.pk)
+        return Actor(type="support" if self.support_grant else "user", user_id=self.user.pk)
 
 
 def _tenant(request):
@@ -50,15 +52,23 @@ def _tenant(request):
 
 def user_principal(user: User, tenant) -> Principal:
     role = account_selectors.membership_role(user=user, tenant_id=tenant.pk)
-    if role is None and user.is_superuser:
-        role = Membership.Role.ADMIN  # platform operators: support access
-    return Principal(kind="user", role=role, user=user)
+    grant = None
+    if role is None:
+        # A platform operator is a stranger here unless the tenant is under
+        # an active support grant for them (time-boxed, audited).
+        grant = support_grant_active(user=user, tenant_id=tenant.pk)
+        if grant is not None:
+            role = Membership.Role.ADMIN
+    return Principal(kind="user", role=role, user=user, support_grant=grant)
 
 
-def _activate(principal: Principal) -> None:
+def _activate(principal: Principal, request) -> None:
     actor_var.set(principal.actor)
     if principal.user is not None:
         user_var.set(str(principal.user.pk))
+    if principal.support_grant is not None:
+        # Seen by SupportAccessMiddleware, which records the request.
+        request._request.support_grant = principal.support_grant
 
 
 class BearerAuthentication(authentication.BaseAuthentication):
@@ -88,7 +98,7 @@ class BearerAuthentication(authentication.BaseAuthentication):
             if user is None:
                 raise exceptions.AuthenticationFailed("This token's user no longer exists.")
             principal = user_principal(user, tenant)
-        _activate(principal)
+        _activate(principal, request)
         return principal, credential
 
     def authenticate_header(self, request):
@@ -103,5 +113,5 @@ class TenantSessionAuthentication(authentication.SessionAuthentication):
         if result is None:
             return None
         principal = user_principal(result[0], _tenant(request))
-        _activate(principal)
+        _activate(principal, request)
         return principal, None

@@ -46,9 +46,9 @@ def download_url(tenant, export: ExportRequest, *, absolute: bool = False) -> st
     token = signing.dumps({"t": tenant.pk, "e": str(export.pk)}, salt=DOWNLOAD_SALT)
     path = f"/api/v1/exports/{export.pk}/download?token={token}"
     if absolute:
-        from apps.tenancy.selectors import tenant_primary_hostname
+        from apps.tenancy.links import tenant_url
 
-        return f"https://{tenant_primary_hostname(tenant)}{path}"
+        return tenant_url(tenant, path)
     return path
 
 

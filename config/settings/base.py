@@ -110,6 +110,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "apps.observability.middleware.UserContextMiddleware",
+    "apps.accounts.middleware.SupportAccessMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.api.security.ContentSecurityPolicyMiddleware",
@@ -370,6 +371,10 @@ SHED_SHARES = {"critical": 1.0, "normal": 0.75, "low": 0.4}
 # --- accounts -------------------------------------------------------------
 USER_TOKEN_SECONDS = int(env("USER_TOKEN_SECONDS", str(12 * 3600)))
 INVITATION_SECONDS = int(env("INVITATION_SECONDS", str(7 * 24 * 3600)))
+# Links in emails (invitations, password resets, export downloads): scheme,
+# host and port as people reach a tenant; {host} is the tenant's primary host.
+TENANT_BASE_URL = env("TENANT_BASE_URL", "https://{host}")
+PASSWORD_RESET_TIMEOUT = int(env("PASSWORD_RESET_TIMEOUT", "3600"))
 
 # --- observability --------------------------------------------------------
 PROMETHEUS_EXPORT_MIGRATIONS = False
