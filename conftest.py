@@ -76,6 +76,8 @@ def _wait_for_replica(alias: str, timeout: float = 60.0) -> None:
 
     from django.db import OperationalError, connections
 
+    from apps.tenancy import replicas
+
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -83,6 +85,7 @@ def _wait_for_replica(alias: str, timeout: float = 60.0) -> None:
             return
         except OperationalError:
             connections[alias].close()
+            replicas.forget()  # a database not replicated yet is no outage: try again at once
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)

@@ -3,12 +3,21 @@
 Queues per workload (bulkheads), so one cannot starve another: emails,
 exports, search, maintenance and default; the Procfile runs worker groups
 per queue with their own concurrency.
+
+Worker loss: on Redis a worker beats on the messages it holds
+(apps.jobs.heartbeat), so the visibility timeout can be short and a dead
+worker's tasks run again within minutes; on RabbitMQ the broker redelivers
+when the connection drops. Celery's log lines never show a task's arguments
+or return value (they may hold tokens and signed links).
 """
 
 import os
 
 from celery import Celery
 from kombu import Queue
+
+from apps.jobs.heartbeat import UnackedHeartbeat
+from apps.observability.logging import install_task_payload_redaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -26,4 +35,6 @@ def _queues():
 
 
 app.conf.task_queues = _queues()
+app.steps["consumer"].add(UnackedHeartbeat)
+install_task_payload_redaction()
 app.autodiscover_tasks()

@@ -26,7 +26,10 @@ def _free_port() -> int:
 
 
 class TemporaryPostgres:
-    def __init__(self) -> None:
+    """A server of its own; with ``standby_of``, a streaming replica of that
+    (running) server, made by pg_basebackup -R like bin/dev's shard b replica."""
+
+    def __init__(self, *, standby_of: TemporaryPostgres | None = None) -> None:
         self.user = None
         self.root = Path(tempfile.mkdtemp(prefix="pgtemp-"))
         self.data = self.root / "data"
@@ -43,7 +46,12 @@ class TemporaryPostgres:
 
             pw = pwd.getpwnam(self.user)
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
-        self._run(BIN / "initdb", "-D", self.data, "--auth=trust", "-U", "postgres", "--encoding=utf8")
+        if standby_of is None:
+            self._run(BIN / "initdb", "-D", self.data, "--auth=trust", "-U", "postgres", "--encoding=utf8")
+        else:
+            # The copy carries the primary's settings; the lines below override its port.
+            self._run(BIN / "pg_basebackup", "-h", "127.0.0.1", "-p", standby_of.port, "-U", "postgres",
+                      "-D", self.data, "-R", "-X", "stream", "--checkpoint=fast")
         with open(self.data / "postgresql.auto.conf", "a") as conf:
             conf.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
                        "fsync = off\nfull_page_writes = off\n")
@@ -56,6 +64,11 @@ class TemporaryPostgres:
 
     def start(self) -> None:
         self._run(BIN / "pg_ctl", "-D", self.data, "-l", self.data / "server.log", "-w", "start")
+        # This process presumes a server that refused it a moment ago down for a
+        # few seconds (apps.tenancy.replicas); this one is up again now.
+        from apps.tenancy import replicas
+
+        replicas.forget()
 
     def stop(self) -> None:
         self._run(BIN / "pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")

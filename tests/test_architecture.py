@@ -74,7 +74,9 @@ def test_the_production_settings_pass_the_deployment_checks():
     import sys
 
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="config.settings.production",
-               DJANGO_SECRET_KEY="a-long-random-production-like-secret-key-for-the-check-only-0123456789")
+               DJANGO_SECRET_KEY="a-long-random-production-like-secret-key-for-the-check-only-0123456789",
+               DJANGO_ALLOWED_HOSTS=".saas.example.com", PLATFORM_DOMAIN="saas.example.com",
+               EMAIL_HOST="smtp.example.com", EMAIL_PORT="587")
     result = subprocess.run([sys.executable, str(ROOT / "manage.py"), "check", "--deploy", "--fail-level", "WARNING"],
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -6,7 +6,6 @@ machine's, on 5672, when it answers) as the broker.
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -21,28 +20,15 @@ from apps.search.tasks import index_documents
 from apps.tenancy.activation import tenant_activated
 from apps.tenancy.context import NoActiveTenant
 from tests.support import committed_tenant, free_port
-from tests.workers import CeleryWorker, RedisBroker, SmtpSink, celery_broker, port_answers, purge_queues, wait_until
+from tests.workers import CeleryWorker, SmtpSink, live_broker, wait_until
 
 pytestmark = pytest.mark.live
-
-AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
 @pytest.fixture(params=["redis", "rabbitmq"])
 def broker(request):
-    if request.param == "rabbitmq":
-        if not port_answers(5672):
-            pytest.skip("no RabbitMQ on 127.0.0.1:5672")
-        with celery_broker(AMQP_URL) as app:
-            purge_queues(app)
-            yield {"kind": "rabbitmq", "url": AMQP_URL, "server": None}
-        return
-    server = RedisBroker().start()
-    try:
-        with celery_broker(server.url):
-            yield {"kind": "redis", "url": server.url, "server": server}
-    finally:
-        server.stop()
+    with live_broker(request.param) as broker:
+        yield broker
 
 
 def test_a_tenant_task_without_a_tenant_fails_at_enqueue(tenants):
@@ -163,6 +149,9 @@ def test_broker_down_at_commit_loses_nothing(tenants, django_db_blocker, broker,
                                content_type="application/json")
         assert response.status_code == 201, response.content
         doc_id = response.json()["id"]
+        from apps.jobs.outbox import relay_thread
+
+        assert relay_thread.flush(10)  # the relay tried off the request thread
         with tenant_activated(tenant):
             pending = TenantOutboxMessage.objects.get()
             assert pending.sent_at is None and pending.attempts == 1 and pending.last_error
@@ -181,3 +170,84 @@ def test_broker_down_at_commit_loses_nothing(tenants, django_db_blocker, broker,
             assert connections
         finally:
             worker.stop()
+
+
+def test_no_secret_reaches_the_worker_log(tenants, django_db_blocker, broker, clean_breaker):
+    """An invitation email carries its token through a real worker; the
+    worker's whole log (stdout and stderr, INFO) never shows it."""
+    from apps.accounts.models import Invitation
+    from apps.accounts.services import invitation_create
+
+    sink = SmtpSink().start()
+    worker = CeleryWorker(broker_url=broker["url"], queues="emails",
+                          env={"EMAIL_PORT": str(sink.port), "LOG_FORMAT": "json"}, name="secrets").start()
+    try:
+        with django_db_blocker.unblock():
+            email = f"invitee-{uuid.uuid4().hex[:8]}@example.com"
+            created = invitation_create(tenant_id=tenants["alpha"].pk, email=email, role="member", invited_by=None)
+            try:
+                wait_until(lambda: sink.messages, 30, message="the invitation email arrived")
+                assert created.token in sink.messages[0]["data"]  # the email does carry it
+                wait_until(lambda: "succeeded" in worker.log_text(), 10, message="the task's log lines")
+                worker.stop()
+                log = worker.log_text()
+                assert "notifications.send_email" in log and "succeeded" in log
+                assert created.token not in log
+                assert email not in log
+            finally:
+                Invitation.objects.filter(pk=created.invitation.pk).delete()
+    finally:
+        worker.stop()
+        sink.stop()
+
+
+def test_a_task_meeting_a_moving_tenant_retries_and_runs_where_the_tenant_is_now(tenants, django_db_blocker, broker):
+    """A move renames the tenant's schema and points the registry elsewhere;
+    its writes are frozen meanwhile. A task meeting either state is retried
+    with backoff (no dead letter) and runs once the tenant is settled, on the
+    placement it reads afresh from the registry."""
+    from apps.content.services import document_create
+    from apps.tenancy import schemas
+    from apps.tenancy.models import Tenant
+
+    slug = f"moving-{broker['kind']}"
+    worker = CeleryWorker(broker_url=broker["url"], queues="search", name="moving").start()
+    try:
+        with django_db_blocker.unblock(), committed_tenant(slug) as tenant:
+            alias, schema = tenant.shard.alias, tenant.schema_name
+            with tenant_activated(tenant):
+                doc = document_create(title="indexed wherever the tenant lives")
+                wait_until(lambda: SearchEntry.objects.filter(document_id=doc.pk).exists(), 30, message="indexed")
+                SearchEntry.objects.all().delete()
+
+            # Mid-move: the schema is not where the registry says.
+            moved = f"{schema}_moved"
+            with connections[alias].cursor() as cursor:
+                cursor.execute(f'ALTER SCHEMA "{schema}" RENAME TO "{moved}"')
+            try:
+                with tenant_activated(tenant):
+                    index_documents.delay([doc.pk])
+                wait_until(lambda: worker.log_text().count("TenantBusy") >= 1, 30, message="retried as busy")
+                Tenant.objects.filter(pk=tenant.pk).update(schema_name=moved)  # the move's flip
+                moved_tenant = Tenant.objects.select_related("shard").get(pk=tenant.pk)
+                with tenant_activated(moved_tenant):
+                    wait_until(lambda: SearchEntry.objects.filter(document_id=doc.pk).exists(), 60,
+                               message="indexed in the tenant's new place")
+                    SearchEntry.objects.all().delete()
+
+                # Writes frozen: the task waits for the freeze to end.
+                Tenant.objects.filter(pk=tenant.pk).update(writes_frozen=True)
+                busy_before = worker.log_text().count("TenantBusy")
+                with tenant_activated(moved_tenant):
+                    index_documents.delay([doc.pk])
+                    wait_until(lambda: worker.log_text().count("TenantBusy") > busy_before, 30,
+                               message="retried while frozen")
+                    assert not SearchEntry.objects.exists()
+                    Tenant.objects.filter(pk=tenant.pk).update(writes_frozen=False)
+                    wait_until(lambda: SearchEntry.objects.filter(document_id=doc.pk).exists(), 60,
+                               message="indexed after the freeze")
+                assert not DeadLetter.objects.filter(tenant_slug=slug).exists()
+            finally:
+                schemas.drop_schema(alias, moved)  # the tenant's data, whichever name the registry has
+    finally:
+        worker.stop()

@@ -111,9 +111,10 @@ class CeleryWorker:
     def __init__(self, *, broker_url: str, queues: str, env: dict[str, str] | None = None, name: str = "test",
                  concurrency: int = 1):
         self.log = tempfile.NamedTemporaryFile(prefix="worker-", suffix=".log", delete=False)
-        self.env = process_env(CELERY_BROKER_URL=broker_url, CELERY_VISIBILITY_TIMEOUT="4",
-                               CELERY_UNACKED_RESTORE_INTERVAL="1",
-                               LOG_LEVEL="INFO", **(env or {}))
+        # A short visibility timeout: a dead worker's messages come back within
+        # seconds on Redis (live ones are kept by the worker's heartbeat).
+        self.env = process_env(**{"CELERY_BROKER_URL": broker_url, "CELERY_VISIBILITY_TIMEOUT": "4",
+                                  "CELERY_UNACKED_RESTORE_INTERVAL": "1", "LOG_LEVEL": "INFO", **(env or {})})
         self.args = [sys.executable, "-m", "celery", "--app", "config.celery_app", "worker", "--queues", queues,
                      "--concurrency", str(concurrency), "--pool", "prefork",
                      "--hostname", f"{name}-{os.getpid()}@%h",
@@ -156,6 +157,10 @@ def celery_broker(url: str):
 
     amqp = url.startswith("amqp")
     saved = {key: app.conf[key] for key in ("broker_url", "broker_transport_options", "task_queues")}
+    # Celery reads CELERY_BROKER_URL from the environment before its own
+    # configuration (celery.app.utils.Settings.broker_url).
+    saved_env = os.environ.get("CELERY_BROKER_URL")
+    os.environ["CELERY_BROKER_URL"] = url
     app.conf.broker_url = url
     app.conf.broker_transport_options = {"confirm_publish": True} if amqp else {"visibility_timeout": 4}
     arguments = {"x-queue-type": "quorum"} if amqp else None
@@ -168,12 +173,23 @@ def celery_broker(url: str):
         _reset_producers(app)
         for key, value in saved.items():
             app.conf[key] = value
+        if saved_env is None:
+            os.environ.pop("CELERY_BROKER_URL", None)
+        else:
+            os.environ["CELERY_BROKER_URL"] = saved_env
         _reset_producers(app)
 
 
 def _reset_producers(app) -> None:
-    """Forget connections, producers and declared queues (as after a fork)."""
+    """Forget connections, producers and declared queues (as after a fork),
+    and the outbox relay's pause after a failed publish: a test that broke
+    its broker must not leave the next test's rows to a sweep that never runs."""
     from kombu import pools
+
+    from apps.jobs.outbox import relay_thread
+
+    relay_thread.flush(5)
+    relay_thread.paused_until = 0.0
 
     pools.reset()  # kombu keeps connection and producer pools in global registries
     app._pool = None
@@ -183,6 +199,49 @@ def _reset_producers(app) -> None:
         for name in ("queues", "router", "_rtable"):
             amqp.__dict__.pop(name, None)
         amqp._rtable = None
+
+
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+
+
+@contextmanager
+def live_broker(kind: str):
+    """A real broker for one test, with this process's producer pointed at it:
+    a private redis-server (``kind="redis"``), or the machine's RabbitMQ on
+    TEST_AMQP_URL (skipped when nothing answers on 5672), its queues purged.
+    Yields {"kind", "url", "server"}; ``server`` is the RedisBroker, if any."""
+    import pytest
+
+    if kind == "rabbitmq":
+        if not port_answers(5672):
+            pytest.skip("no RabbitMQ on 127.0.0.1:5672")
+        with celery_broker(AMQP_URL) as app:
+            purge_queues(app)
+            yield {"kind": "rabbitmq", "url": AMQP_URL, "server": None}
+        return
+    server = RedisBroker().start()
+    try:
+        with celery_broker(server.url):
+            yield {"kind": "redis", "url": server.url, "server": server}
+    finally:
+        server.stop()
+
+
+@contextmanager
+def table_locked(alias: str, schema: str, table: str):
+    """Hold ACCESS EXCLUSIVE on ``schema.table`` from another connection: a
+    task that reads it waits there, "mid-task", until the block ends."""
+    import psycopg
+    from django_tenants.utils import quote_schema_name
+
+    from tests.support import test_database_url
+
+    with psycopg.connect(test_database_url(alias)) as conn:
+        conn.execute(f"LOCK TABLE {quote_schema_name(schema)}.{quote_schema_name(table)} IN ACCESS EXCLUSIVE MODE")
+        try:
+            yield
+        finally:
+            conn.rollback()
 
 
 def purge_queues(app) -> None:

@@ -1,16 +1,24 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.core.exceptions import ValidationError
 
 from .models import Membership, SupportGrant, User
+from .services import membership_change_role, membership_grant, membership_remove
 from .support import MAX_GRANT_HOURS, support_grant_create, support_grant_revoke, support_grant_validate
 
 
 class MembershipInline(admin.TabularInline):
+    """Read-only here: roles change in the Membership admin, through the
+    services that keep every tenant's last owner."""
+
     model = Membership
     extra = 0
-    autocomplete_fields = ["tenant"]
+    fields = readonly_fields = ["tenant", "role", "created_at"]
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(User)
@@ -28,12 +36,63 @@ class UserAdmin(BaseUserAdmin):
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
 
+class MembershipForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["user", "tenant", "role"]
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk and self.instance.role == Membership.Role.OWNER and data.get("role") != Membership.Role.OWNER \
+                and _is_last_owner(self.instance):
+            self.add_error("role", "A tenant keeps at least one owner.")
+        return data
+
+
+def _is_last_owner(membership: Membership) -> bool:
+    return not Membership.objects.filter(tenant_id=membership.tenant_id, role=Membership.Role.OWNER) \
+        .exclude(pk=membership.pk).exists()
+
+
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    """Operators act with an owner's authority, through the same services
+    (and the same last-owner rule) as the API."""
+
+    form = MembershipForm
     list_display = ["user", "tenant", "role", "created_at"]
     list_filter = ["role"]
     search_fields = ["user__email", "tenant__slug"]
     autocomplete_fields = ["user", "tenant"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["user", "tenant"] if obj else []
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            current = Membership.objects.get(pk=obj.pk)
+            membership_change_role(membership=current, role=obj.role, acting_role=Membership.Role.OWNER)
+        else:
+            saved = membership_grant(user=obj.user, tenant_id=obj.tenant_id, role=obj.role)
+            obj.pk = saved.pk
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return super().has_delete_permission(request, obj) and not (
+            obj is not None and obj.role == Membership.Role.OWNER and _is_last_owner(obj))
+
+    def delete_model(self, request, obj):
+        membership_remove(membership=obj, acting_role=Membership.Role.OWNER)
+
+    def delete_queryset(self, request, queryset):
+        kept = 0
+        for membership in queryset:
+            try:
+                membership_remove(membership=membership, acting_role=Membership.Role.OWNER)
+            except ValidationError:
+                kept += 1
+        if kept:
+            self.message_user(request, f"Kept {kept} membership(s): a tenant keeps at least one owner.",
+                              level=messages.WARNING)
 
 
 class SupportGrantForm(forms.ModelForm):

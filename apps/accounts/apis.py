@@ -3,7 +3,6 @@
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
@@ -11,7 +10,7 @@ from apps.api.errors import NotFound
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
 from apps.audit.services import audit_record
-from apps.caching.tenant_cache import invalidate
+from apps.ratelimit import password_attempts
 
 from . import selectors, services
 from .models import ApiKey, Invitation, Membership
@@ -35,7 +34,10 @@ class TokenApi(TenantAPIView):
     @extend_schema(request=TokenInput, responses={201: TokenOutput}, auth=[], operation_id="auth_token")
     def post(self, request):
         data = validated(self.TokenInput, request.data)
-        token = services.user_token_issue(tenant_id=request.tenant.pk, email=data["email"], password=data["password"])
+        # Password guesses: limited per account and address (429 + Retry-After while locked).
+        with password_attempts.guarded(request, email=data["email"]):
+            token = services.user_token_issue(tenant_id=request.tenant.pk, email=data["email"],
+                                              password=data["password"])
         return Response({"token": token, "token_type": "Bearer", "expires_in": settings.USER_TOKEN_SECONDS},
                         status=status.HTTP_201_CREATED)
 
@@ -92,9 +94,7 @@ class MemberDetailApi(TenantAPIView):
         data = validated(self.MemberRoleInput, request.data)
         membership = self._membership(request, membership_id)
         before = membership.role
-        if Membership.Role.OWNER in (data["role"], before) and request.user.role != Membership.Role.OWNER:
-            raise PermissionDenied("Only an owner can grant or take the owner role.")
-        services.membership_change_role(membership=membership, role=data["role"])
+        services.membership_change_role(membership=membership, role=data["role"], acting_role=request.user.role)
         audit_record(action="update", object_type="membership", object_id=membership.pk,
                      changes={"role": [before, membership.role]})
         return Response(MemberOutput(membership).data)
@@ -102,8 +102,7 @@ class MemberDetailApi(TenantAPIView):
     @extend_schema(responses={204: None}, operation_id="members_destroy")
     def delete(self, request, membership_id: int):
         membership = self._membership(request, membership_id)
-        invalidate("usage")
-        services.membership_remove(membership=membership)
+        services.membership_remove(membership=membership, acting_role=request.user.role)
         audit_record(action="delete", object_type="membership", object_id=membership_id,
                      changes={"user_id": [membership.user_id, None], "role": [membership.role, None]})
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -154,12 +153,12 @@ class InvitationAcceptApi(TenantAPIView):
 
     class InvitationAcceptInput(StrictSerializer):
         token = serializers.CharField(max_length=200)
-        password = serializers.CharField(max_length=200, required=False)
+        password = serializers.CharField(min_length=10, max_length=200, required=False,
+                                         help_text="Needed when the invited address has no account yet.")
 
     @extend_schema(request=InvitationAcceptInput, responses={201: MemberOutput}, auth=[], operation_id="invitations_accept")
     def post(self, request):
         data = validated(self.InvitationAcceptInput, request.data)
-        invalidate("usage")
         membership = services.invitation_accept(tenant_id=request.tenant.pk, token=data["token"],
                                                 password=data.get("password"))
         return Response(MemberOutput(membership).data, status=status.HTTP_201_CREATED)
@@ -197,7 +196,6 @@ class ApiKeyListCreateApi(TenantAPIView):
         data = validated(self.ApiKeyInput, request.data)
         active = selectors.api_keys_of_tenant(tenant_id=request.tenant.pk).filter(revoked_at__isnull=True).count()
         quota_enforce(tenant=request.tenant, quota="api_keys", used=active)
-        invalidate("usage")
         created = services.api_key_create(tenant_id=request.tenant.pk, name=data["name"], scopes=data["scopes"],
                                           created_by=request.user.user)
         audit_record(action="create", object_type="api_key", object_id=created.api_key.pk,
@@ -216,7 +214,6 @@ class ApiKeyDetailApi(TenantAPIView):
         api_key = selectors.api_keys_of_tenant(tenant_id=request.tenant.pk).filter(pk=api_key_id).first()
         if api_key is None:
             raise NotFound(f"No API key {api_key_id} in this tenant.")
-        invalidate("usage")
         services.api_key_revoke(api_key=api_key)
         audit_record(action="update", object_type="api_key", object_id=api_key.pk,
                      changes={"revoked_at": [None, api_key.revoked_at.isoformat()]})

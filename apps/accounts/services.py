@@ -14,6 +14,8 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from apps.caching.tenant_cache import invalidate_tenant
+
 from . import tokens
 from .models import ApiKey, Invitation, Membership, User
 from .support import support_grant_active
@@ -69,29 +71,43 @@ def membership_grant(*, user: User, tenant_id: int, role: str) -> Membership:
     if role not in Membership.Role.values:
         raise ValidationError({"role": f"Unknown role '{role}'. Choose one of {', '.join(Membership.Role.values)}."})
     membership, _ = Membership.objects.update_or_create(user=user, tenant_id=tenant_id, defaults={"role": role})
+    invalidate_tenant(tenant_id, "usage")  # seats; after the control plane commits
     return membership
 
 
+def _owner_rules(*, membership: Membership, acting_role: str, new_role: str | None) -> None:
+    """Only an owner makes, unmakes or removes an owner, and a tenant keeps at
+    least one. Checked here, under a lock on the tenant's owner rows, so the
+    API, the admins and scripts all meet the same rules (and two admins
+    removing the last two owners at once cannot both succeed)."""
+    touches_owner = Membership.Role.OWNER in (membership.role, new_role)
+    if touches_owner and acting_role != Membership.Role.OWNER:
+        raise PermissionDenied("Only an owner can grant, take away or remove the owner role.")
+    if membership.role == Membership.Role.OWNER and new_role != Membership.Role.OWNER:
+        owners = list(Membership.objects.select_for_update()
+                      .filter(tenant_id=membership.tenant_id, role=Membership.Role.OWNER).values_list("pk", flat=True))
+        if owners == [membership.pk] or not owners:
+            raise ValidationError({"role": "A tenant keeps at least one owner."})
+
+
 @transaction.atomic
-def membership_change_role(*, membership: Membership, role: str) -> Membership:
+def membership_change_role(*, membership: Membership, role: str, acting_role: str) -> Membership:
+    """Change a member's role. ``acting_role`` is the role of whoever asks
+    (``Membership.Role.OWNER`` for platform operators and scripts)."""
     if role not in Membership.Role.values:
         raise ValidationError({"role": f"Unknown role '{role}'. Choose one of {', '.join(Membership.Role.values)}."})
-    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER:
-        owners = Membership.objects.select_for_update().filter(tenant_id=membership.tenant_id, role=Membership.Role.OWNER)
-        if owners.count() <= 1:
-            raise ValidationError({"role": "A tenant keeps at least one owner."})
+    _owner_rules(membership=membership, acting_role=acting_role, new_role=role)
     membership.role = role
     membership.save(update_fields=["role"])
     return membership
 
 
 @transaction.atomic
-def membership_remove(*, membership: Membership) -> None:
-    if membership.role == Membership.Role.OWNER:
-        owners = Membership.objects.select_for_update().filter(tenant_id=membership.tenant_id, role=Membership.Role.OWNER)
-        if owners.count() <= 1:
-            raise ValidationError({"role": "A tenant keeps at least one owner."})
+def membership_remove(*, membership: Membership, acting_role: str) -> None:
+    """Remove a member; see ``membership_change_role`` for ``acting_role``."""
+    _owner_rules(membership=membership, acting_role=acting_role, new_role=None)
     membership.delete()
+    invalidate_tenant(membership.tenant_id, "usage")
 
 
 # --- invitations ------------------------------------------------------------
@@ -110,7 +126,10 @@ def invitation_create(*, tenant_id: int, email: str, role: str, invited_by: User
     if role not in Membership.Role.values or role == Membership.Role.OWNER:
         raise ValidationError({"role": "Invite as admin, member or viewer."})
     if Membership.objects.filter(tenant_id=tenant_id, user__email=email).exists():
-        raise ValidationError({"email": f"{email} is already a member of this tenant."})
+        # The address is valid; the tenant's current members make it a conflict.
+        from apps.api.errors import Conflict
+
+        raise Conflict(f"{email} is already a member of this tenant.")
     Invitation.objects.filter(tenant_id=tenant_id, email=email, accepted_at__isnull=True).delete()
     token = secrets.token_urlsafe(32)
     invitation = Invitation.objects.create(
@@ -186,6 +205,7 @@ def api_key_create(*, tenant_id: int, name: str, scopes: list[str], created_by: 
         tenant_id=tenant_id, name=name, prefix=prefix, key_hash=key_hash, scopes=sorted(set(scopes)),
         created_by=created_by,
     )
+    invalidate_tenant(tenant_id, "usage")
     return CreatedApiKey(api_key=api_key, key=key)
 
 
@@ -193,6 +213,7 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+        invalidate_tenant(api_key.tenant_id, "usage")
     return api_key
 
 
@@ -206,10 +227,13 @@ def api_key_touch(*, api_key: ApiKey) -> None:
 
 def user_token_issue(*, tenant_id: int, email: str, password: str) -> str:
     """Exchange a member's email and password for a short-lived API token."""
+    # One answer for a wrong password and for a right one that opens nothing
+    # here: the endpoint must not tell whether an address has an account.
+    refused = PermissionDenied("Wrong email or password for this tenant.")
     user = authenticate(username=normalize_email(email), password=password or "")
     if user is None:
-        raise PermissionDenied("Wrong email or password.")
+        raise refused
     if (not Membership.objects.filter(user=user, tenant_id=tenant_id).exists()
             and support_grant_active(user=user, tenant_id=tenant_id) is None):
-        raise PermissionDenied("This account is not a member of this tenant.")
+        raise refused
     return tokens.issue_user_token(user_id=user.pk, tenant_id=tenant_id)

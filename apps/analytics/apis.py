@@ -1,19 +1,25 @@
 import datetime as dt
 
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from apps.api.serializers import StrictSerializer, validated
+from apps.api.serializers import JsonObjectField, StrictSerializer, WindowedDateTimeField, validated
 from apps.api.views import TenantAPIView
+from apps.partitions.partitions import accepting_window
 
 from . import services
 
 
 class EventSerializer(StrictSerializer):
-    type = serializers.CharField(max_length=100)
-    timestamp = serializers.DateTimeField()
-    properties = serializers.DictField(required=False, default=dict)
+    # The service checks both again for every caller; here they make the
+    # OpenAPI schema state them (a pattern, and the window of days).
+    type = serializers.CharField(max_length=100, validators=[RegexValidator(services.EVENT_TYPE)])
+    timestamp = WindowedDateTimeField(
+        window=accepting_window, rule="When the event happened: from the start of the previous month to one day from now.")
+    properties = JsonObjectField(required=False, default=dict,
+                                 help_text=f"At most {services.MAX_PROPERTIES_BYTES} bytes as JSON.")
 
 
 class EventIngestApi(TenantAPIView):

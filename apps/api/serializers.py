@@ -29,6 +29,57 @@ class StrictSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+class WindowedDateTimeField(serializers.DateTimeField):
+    """A timestamp the service accepts only inside a moving window.
+
+    ``window(now)`` returns (earliest, latest); ``rule`` says it in words. The
+    service enforces it (it is a business rule of every caller, not only of
+    the API); this field carries it so the OpenAPI schema can state the days
+    it covers when generated.
+    """
+
+    def __init__(self, *, window, rule: str = "", **kwargs):
+        self.window = window
+        self.rule = rule
+        super().__init__(**kwargs)
+
+
+class JsonObjectField(serializers.DictField):
+    """A free-form JSON object, stored as jsonb: PostgreSQL cannot store the
+    NUL character (nor an unpaired surrogate) in it, so text holding one, in a
+    key or a value at any depth, is refused with 400 instead of failing at
+    the database."""
+
+    default_error_messages = {"text": "Text in this object (keys included) must not contain {what}."}
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        what = _unstorable_text(value)
+        if what:
+            self.fail("text", what=what)
+        return value
+
+
+def _unstorable_text(value) -> str | None:
+    texts = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, dict):
+            texts.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    for text in texts:
+        if "\x00" in text:
+            return "the NUL character"
+        if any("\ud800" <= char <= "\udfff" for char in text):
+            return "an unpaired surrogate"
+    return None
+
+
 def _is_text(field) -> bool:
     return isinstance(field, serializers.CharField | serializers.ChoiceField)
 

@@ -1,5 +1,4 @@
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 
 from apps.accounts.models import Membership
@@ -37,10 +36,7 @@ class AuditListApi(TenantAPIView):
         page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
     @extend_schema(
-        parameters=[OpenApiParameter(name, kind) for name, kind in [
-            ("object_type", OpenApiTypes.STR), ("object_id", OpenApiTypes.STR), ("actor_id", OpenApiTypes.INT),
-            ("since", OpenApiTypes.DATETIME), ("until", OpenApiTypes.DATETIME), ("cursor", OpenApiTypes.STR),
-            ("page_size", OpenApiTypes.INT)]] + [OpenApiParameter("action", OpenApiTypes.STR, enum=AuditEntry.Action.values)],
+        parameters=[AuditEntryFilter],  # the query parameters as validated, constraints included
         responses=paginated(AuditEntryOutput, "AuditEntryPage"), operation_id="audit_list",
     )
     def get(self, request):

@@ -17,6 +17,7 @@ class AuditEntry(models.Model):
         CREATE = "create"
         UPDATE = "update"
         DELETE = "delete"
+        ACCESS = "access"  # a request made under support access (apps.accounts.support)
 
     id = models.BigAutoField(primary_key=True)
     occurred_at = models.DateTimeField(db_index=True)

@@ -3,8 +3,7 @@
 import datetime as dt
 
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -15,7 +14,7 @@ from apps.api.views import TenantAPIView
 from apps.caching import tenant_cache
 from apps.content.selectors import document_count
 
-from .services import subscription_for
+from .selectors import plan_of
 
 
 class UsageApi(TenantAPIView):
@@ -30,7 +29,7 @@ class UsageApi(TenantAPIView):
 
     @staticmethod
     def summary(tenant) -> dict:
-        plan = subscription_for(tenant).plan
+        plan = plan_of(tenant)
         used = {
             "documents": document_count(),
             "events_per_month": events_in_month(timezone.now().date()),
@@ -48,13 +47,15 @@ class UsageApi(TenantAPIView):
 
 class EventUsageApi(TenantAPIView):
     class EventUsageFilter(StrictSerializer):
-        since = serializers.DateField(required=False)
-        until = serializers.DateField(required=False)
+        since = serializers.DateField(required=False, help_text=(
+            "First day; default 30 days before until. Not after until, and at most 366 days before it."))
+        until = serializers.DateField(required=False, help_text="Last day; default today.")
         type = serializers.CharField(max_length=100, required=False)
 
         def validate(self, attrs):
             until = attrs.get("until") or timezone.now().date()
-            since = attrs.get("since") or until - dt.timedelta(days=30)
+            # until may be 0001-01-01: the default must not step below date.min.
+            since = attrs.get("since") or max(until, dt.date.min + dt.timedelta(days=30)) - dt.timedelta(days=30)
             if since > until:
                 raise serializers.ValidationError({"since": "must not be after until"})
             if (until - since).days > 366:
@@ -67,8 +68,7 @@ class EventUsageApi(TenantAPIView):
         count = serializers.IntegerField()
 
     @extend_schema(
-        parameters=[OpenApiParameter("since", OpenApiTypes.DATE), OpenApiParameter("until", OpenApiTypes.DATE),
-                    OpenApiParameter("type", OpenApiTypes.STR)],
+        parameters=[EventUsageFilter],  # the query parameters as validated, constraints included
         responses=EventUsageRow(many=True), operation_id="usage_events",
     )
     def get(self, request):

@@ -1,12 +1,14 @@
-"""Plans, quotas and subscriptions (control plane)."""
+"""Plans, quotas and the history of plan changes (control plane)."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class Plan(models.Model):
-    code = models.SlugField(max_length=30, unique=True)  # matches Tenant.plan
+    code = models.SlugField(max_length=30, unique=True)  # flags and the API name plans by code
     name = models.CharField(max_length=100)
     rank = models.PositiveSmallIntegerField(unique=True)  # upgrade order
     max_documents = models.PositiveIntegerField()
@@ -24,14 +26,23 @@ class Plan(models.Model):
         return self.name
 
 
-class Subscription(models.Model):
-    tenant = models.OneToOneField("tenancy.Tenant", on_delete=models.CASCADE, related_name="subscription")
-    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="subscriptions")
-    started_at = models.DateTimeField(auto_now_add=True)
-    changed_at = models.DateTimeField(auto_now=True)
+class PlanChange(models.Model):
+    """History of a tenant's plan: one row per change. Never read to decide
+    the current plan, which lives on the tenant (``Tenant.plan``) alone."""
+
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="plan_changes")
+    from_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    to_plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="+")
+    changed_at = models.DateTimeField(default=timezone.now)
+    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   related_name="+")
+    source = models.CharField(max_length=40, blank=True, default="")  # admin, command, migration, ...
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
 
     def __str__(self) -> str:
-        return f"{self.tenant_id} on {self.plan.code}"
+        return f"{self.tenant_id}: {self.from_plan_id} -> {self.to_plan_id}"
 
 
 QUOTA_FIELDS = {

@@ -1,4 +1,4 @@
-"""Subscriptions and quota enforcement."""
+"""Plan changes and quota enforcement."""
 
 from __future__ import annotations
 
@@ -6,44 +6,40 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from apps.api.errors import QuotaExceeded
+from apps.caching import tenant_cache
 from apps.tenancy.models import Tenant
 
-from .models import QUOTA_FIELDS, Plan, Subscription
+from .models import QUOTA_FIELDS, Plan, PlanChange
+from .selectors import plan_by_code, plan_codes, plan_of
 
 
-def subscription_for(tenant: Tenant) -> Subscription:
-    """The tenant's subscription, made from its plan code on first use."""
-    subscription = Subscription.objects.select_related("plan").filter(tenant_id=tenant.pk).first()
-    if subscription is None:
-        plan = Plan.objects.filter(code=tenant.plan).first() or Plan.objects.order_by("rank").first()
-        subscription, _ = Subscription.objects.select_related("plan").get_or_create(
-            tenant_id=tenant.pk, defaults={"plan": plan}
-        )
-    return subscription
+def subscription_change_plan(*, tenant: Tenant, plan_code: str, changed_by=None, source: str = "") -> Tenant:
+    """Move ``tenant`` to the plan ``plan_code``: the one way a plan changes
+    (operator admin, ``manage.py set_tenant_plan``, any API).
 
-
-@transaction.atomic
-def subscription_change_plan(*, tenant: Tenant, plan_code: str) -> Subscription:
-    plan = Plan.objects.filter(code=plan_code).first()
+    Writes the tenant row (the plan's one home) and a history row in one
+    control-plane transaction. Caches follow after that transaction commits
+    (``on_commit(using="default")``), never on a shard's: the host lookup
+    (which carries the plan id) through the tenant's save, the tenant's usage
+    summary here. ``tenant`` is updated in place, like the other tenant
+    services; copies cached for requests are refreshed by the host lookup.
+    """
+    plan = plan_by_code(plan_code)
     if plan is None:
-        raise ValidationError({"plan": f"Unknown plan '{plan_code}'."})
-    subscription = subscription_for(tenant)
-    subscription.plan = plan
-    subscription.save(update_fields=["plan", "changed_at"])
-    tenant.plan = plan.code
-    tenant.save(update_fields=["plan", "updated_at"])
-    from django.core.cache import cache
-
-    from apps.ratelimit.selectors import plan_cache_key
-
-    cache.delete(plan_cache_key(tenant.pk))
-    transaction.on_commit(lambda: cache.delete(plan_cache_key(tenant.pk)))
-    from apps.caching.tenant_cache import invalidate
-    from apps.tenancy.activation import tenant_activated
-
-    with tenant_activated(tenant):
-        invalidate("usage")
-    return subscription
+        raise ValidationError({"plan": f"Unknown plan '{plan_code}'. Choose one of {', '.join(plan_codes())}."})
+    if tenant.is_public:
+        raise ValidationError({"plan": "The platform's own tenant has no plan."})
+    with transaction.atomic(using="default"):
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        previous_id = locked.plan_id
+        if previous_id != plan.pk:
+            locked.plan = plan
+            locked.save(update_fields=["plan", "updated_at"])
+            PlanChange.objects.create(tenant=locked, from_plan_id=previous_id, to_plan=plan,
+                                      changed_by=changed_by, source=source)
+            tenant_cache.invalidate_tenant(tenant.pk, "usage", using="default")
+    tenant.plan, tenant.updated_at = plan, locked.updated_at
+    return tenant
 
 
 def quota_enforce(*, tenant: Tenant, quota: str, used: int, adding: int = 1) -> None:
@@ -52,7 +48,7 @@ def quota_enforce(*, tenant: Tenant, quota: str, used: int, adding: int = 1) -> 
     The error names the quota, the limit, and the cheapest plan that lifts it.
     """
     field = QUOTA_FIELDS[quota]
-    plan = subscription_for(tenant).plan
+    plan = plan_of(tenant)
     limit = getattr(plan, field)
     if used + adding <= limit:
         return
@@ -72,7 +68,7 @@ def quota_warn_if_crossed(*, tenant: Tenant, quota: str, before: int, after: int
     from apps.notifications.tasks import send_email
     from apps.outbox.services import tenant_outbox_enqueue
 
-    plan = subscription_for(tenant).plan
+    plan = plan_of(tenant)
     limit = getattr(plan, QUOTA_FIELDS[quota])
     threshold = limit * ratio
     if not (before < threshold <= after) or limit == 0:

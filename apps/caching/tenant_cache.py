@@ -4,61 +4,50 @@
   the tenant context, never from the caller; one tenant cannot address
   another's entries.
 * Versioned namespaces: writers bump a namespace's version (``invalidate``)
-  instead of finding keys to delete; old entries just age out.
+  instead of finding keys to delete; old entries just age out. The version
+  and the entry are read in one round trip (``apps.caching.versioned``).
 * TTL with jitter: entries of one namespace do not all expire together.
 * Stampede protection: an entry carries a soft expiry before its hard TTL.
   When it goes stale, one caller takes a short lock and recomputes while the
   others keep serving the stale value; on a cold miss the others wait
   briefly for the winner instead of all hitting the database.
-* Redis down: every call computes directly (the cache is an optimisation).
+* Redis down, paused or slow at any step: the caller computes from the
+  database (the cache is an optimisation), and the process leaves Redis
+  alone until it answers again. Entries from before an outage are never
+  served after it (``apps.caching.health``: keys carry the cache generation).
 """
 
 from __future__ import annotations
 
-import logging
+import pickle
 import random
 import time
 from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django_redis import get_redis_connection
-from redis.exceptions import RedisError
 
 from apps.observability import metrics
 from apps.tenancy.context import require_active_tenant
 from apps.tenancy.routers import tenant_write_alias
 
-logger = logging.getLogger(__name__)
+from . import versioned
 
-_MISS = object()
 LOCK_SECONDS = 10
 COLD_WAIT_SECONDS = 1.0
 GRACE_FACTOR = 2  # a stale entry stays servable this many soft-TTLs longer
 
 
-def _client():
-    return get_redis_connection("default")
+def _prefix(tenant_id: int) -> str:
+    return f"{versioned.key_prefix()}:t{tenant_id}"
 
 
-def _prefix() -> str:
-    return f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:tc:t{require_active_tenant().pk}"
+def _version_key(tenant_id: int, namespace: str) -> str:
+    return f"{_prefix(tenant_id)}:{namespace}:version"
 
 
-def _version(namespace: str) -> int:
-    value = _client().get(f"{_prefix()}:{namespace}:version")
-    return int(value) if value else 0
-
-
-def _key(namespace: str, key: str) -> str:
-    return f"{_prefix()}:{namespace}:v{_version(namespace)}:{key}"
-
-
-def _pickle():
-    import pickle
-
-    return pickle
+def _count(namespace: str, result: str) -> None:
+    metrics.cache_requests.labels(namespace=namespace, result=result).inc()
 
 
 def get_or_compute(namespace: str, key: str, compute: Callable[[], Any], *, ttl: int | None = None) -> Any:
@@ -66,65 +55,69 @@ def get_or_compute(namespace: str, key: str, compute: Callable[[], Any], *, ttl:
     ttl = ttl or settings.CACHE_DEFAULT_SECONDS
     if not settings.TENANT_CACHE_ENABLED:
         return compute()
-    try:
-        client = _client()
-        full_key = _key(namespace, key)
-        raw = client.get(full_key)
-    except RedisError:
-        metrics.cache_requests.labels(namespace=namespace, result="bypass").inc()
+    tenant_id = require_active_tenant().pk
+    found = versioned.read(_version_key(tenant_id, namespace), f"{_prefix(tenant_id)}:{namespace}", f":{key}",
+                           lock_seconds=LOCK_SECONDS)
+    if found is None:
+        _count(namespace, "bypass")
         return compute()
-    pickle = _pickle()
-    now = time.time()
-    if raw is not None:
-        soft_expiry, value = pickle.loads(raw)
-        if now < soft_expiry:
-            metrics.cache_requests.labels(namespace=namespace, result="hit").inc()
+    if found.raw is not None:
+        soft_expiry, value = pickle.loads(found.raw)
+        if time.time() < soft_expiry:
+            _count(namespace, "hit")
             return value
         # Stale: one caller refreshes, the rest serve what is there.
-        if not client.set(f"{full_key}:lock", 1, nx=True, ex=LOCK_SECONDS):
-            metrics.cache_requests.labels(namespace=namespace, result="stale").inc()
+        if versioned.take_lock(found, LOCK_SECONDS) is False:
+            _count(namespace, "stale")
             return value
-        metrics.cache_requests.labels(namespace=namespace, result="refresh").inc()
-        return _store(client, full_key, compute, ttl)
-    # Cold: one caller computes; the others wait for it a moment.
-    if client.set(f"{full_key}:lock", 1, nx=True, ex=LOCK_SECONDS):
-        metrics.cache_requests.labels(namespace=namespace, result="miss").inc()
-        return _store(client, full_key, compute, ttl)
-    deadline = now + COLD_WAIT_SECONDS
+        _count(namespace, "refresh")
+        return _store(found, compute, ttl)
+    if found.locked:  # cold, and this caller won the lock (taken by the read)
+        _count(namespace, "miss")
+        return _store(found, compute, ttl)
+    # Cold, another caller computes; wait for it a moment.
+    deadline = time.time() + COLD_WAIT_SECONDS
     while time.time() < deadline:
         time.sleep(0.02)
-        raw = client.get(full_key)
+        raw = versioned.peek(found)
+        if raw is False:
+            _count(namespace, "bypass")
+            return compute()
         if raw is not None:
-            metrics.cache_requests.labels(namespace=namespace, result="waited").inc()
+            _count(namespace, "waited")
             return pickle.loads(raw)[1]
-    metrics.cache_requests.labels(namespace=namespace, result="miss").inc()
+    _count(namespace, "miss")
     return compute()
 
 
-def _store(client, full_key: str, compute, ttl: int):
-    pickle = _pickle()
+def _store(found: versioned.Read, compute: Callable[[], Any], ttl: int) -> Any:
     try:
         value = compute()
-        soft = ttl * random.uniform(0.9, 1.1)  # jitter: no synchronised expiry
-        client.set(full_key, pickle.dumps((time.time() + soft, value)), ex=int(soft * GRACE_FACTOR) + 1)
-        return value
-    finally:
-        client.delete(f"{full_key}:lock")
+    except BaseException:
+        versioned.release_lock(found)
+        raise
+    soft = ttl * random.uniform(0.9, 1.1)  # jitter: no synchronised expiry
+    versioned.store(found, pickle.dumps((time.time() + soft, value)), int(soft * GRACE_FACTOR) + 1,
+                    release_lock=True)
+    return value
 
 
 def invalidate(*namespaces: str) -> None:
     """Make the active tenant's entries in ``namespaces`` unreachable, now and
-    again after the current transaction commits (so a read between the write
-    and the commit cannot re-cache the old data)."""
-    prefix = _prefix()
+    after the tenant shard's transaction commits. For tenant data (on the
+    shard); control-plane writes use ``invalidate_tenant``."""
+    tenant_id = require_active_tenant().pk
+    versioned.invalidate([_version_key(tenant_id, ns) for ns in namespaces], using=tenant_write_alias())
 
-    def bump() -> None:
-        try:
-            client = _client()
-            for namespace in namespaces:
-                client.incr(f"{prefix}:{namespace}:version")
-        except RedisError:
-            logger.warning("cache invalidation skipped: Redis unavailable")
 
-    bump()
-    transaction.on_commit(bump, using=tenant_write_alias())
+def invalidate_tenant(tenant_id: int, *namespaces: str, using: str = "default") -> None:
+    """Like ``invalidate``, for a write to the database ``using`` (the control
+    plane by default: members, API keys, plans) that names its tenant.
+
+    The raise runs after *that* database commits: registered on the shard's
+    transaction instead, it would run before the control-plane commit and a
+    concurrent read could cache the old rows again under the new version.
+    Taking the tenant from the caller is safe here: an invalidation only
+    makes entries unreachable, it cannot read them.
+    """
+    versioned.invalidate([_version_key(tenant_id, ns) for ns in namespaces], using=using)

@@ -7,15 +7,25 @@
 * Retries: temporary failures (RetryLater, database/network errors) retry
   with exponential backoff and full jitter up to ``max_retries``; anything
   else, and a temporary failure after the last attempt, is a dead letter.
+* A tenant that is busy (its writes frozen for a move, or its schema renamed
+  or gone because a move is switching it to another shard) is temporary too:
+  the task retries with backoff, up to ``tenant_busy_max_retries``, and each
+  attempt resolves the tenant afresh from the registry, so it runs wherever
+  the tenant lives by then.
+* Logs: the message carries a redacted ``argsrepr``/``kwargsrepr`` (argument
+  names only), so the worker's log lines, events and ``celery inspect`` never
+  show a token or a signed link that a task received.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import NoReturn
 
 from celery import Task
+from celery.utils.time import get_exponential_backoff_interval
 from django.core.cache import cache
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, ProgrammingError
 from django.utils import timezone
 
 from apps.observability.context import request_id_var, tenant_var, user_var
@@ -29,6 +39,24 @@ TEMPORARY_ERRORS = (RetryLater, OperationalError, InterfaceError, ConnectionErro
 FIRST_FAILURE_KEY = "jobs:first-failure:{}"
 
 
+class TenantBusy(RetryLater):
+    """The tenant is being moved: its writes are frozen, or its schema is not
+    (or no longer) where this attempt looked for it."""
+
+
+def redacted_repr(args=None, kwargs=None) -> tuple[str, str]:
+    """What a message shows of its arguments: how many, and the names."""
+    return f"(<{len(args or ())} args>)", "{" + ", ".join(f"'{name}': ..." for name in (kwargs or {})) + "}"
+
+
+def _missing_relation(exc: BaseException) -> bool:
+    """A query met a schema or table that is not there (psycopg's cause)."""
+    from psycopg import errors
+
+    return isinstance(exc, ProgrammingError) and isinstance(
+        exc.__cause__, errors.UndefinedTable | errors.InvalidSchemaName)
+
+
 class PlatformTask(Task):
     abstract = True
     tenant_scoped = False
@@ -38,6 +66,9 @@ class PlatformTask(Task):
     retry_backoff = 2  # seconds, doubled per attempt...
     retry_backoff_max = 600  # ...up to ten minutes,
     retry_jitter = True  # with full jitter: a random delay in [0, backoff]
+    # A move keeps a tenant busy for its copy (minutes for a large tenant):
+    # about 20 minutes of backoff on average before giving up.
+    tenant_busy_max_retries = 12
 
     # --- producer side ---------------------------------------------------
 
@@ -51,6 +82,9 @@ class PlatformTask(Task):
             if tenant is None:
                 raise NoActiveTenant(f"{self.name} is a tenant task; enqueue it with a tenant active.")
             headers.update(tenant_id=tenant.pk, tenant_slug=tenant.slug)
+        argsrepr, kwargsrepr = redacted_repr(args, kwargs)
+        options.setdefault("argsrepr", argsrepr)
+        options.setdefault("kwargsrepr", kwargsrepr)
         return super().apply_async(args, kwargs, task_id=task_id, producer=producer, link=link,
                                    link_error=link_error, shadow=shadow, headers=headers, **options)
 
@@ -72,15 +106,48 @@ class PlatformTask(Task):
             from apps.tenancy.models import Tenant
 
             tenant_id = self.header("tenant_id")
+            # Fresh from the registry on every attempt: a move may have put
+            # the tenant on another shard since the message was sent.
             tenant = Tenant.objects.select_related("shard").filter(pk=tenant_id).first() if tenant_id else None
             if tenant is None or tenant.shard is None:
                 raise PermanentError(f"{self.name}: no tenant {tenant_id!r} to run for")
-            with tenant_activated(tenant):
-                return super().__call__(*args, **kwargs)
+            if not tenant.accepts_writes:
+                self.retry_tenant_busy(TenantBusy(f"tenant {tenant.slug} does not accept writes now"))
+            try:
+                with tenant_activated(tenant):
+                    return super().__call__(*args, **kwargs)
+            except ProgrammingError as exc:
+                if not _missing_relation(exc) or not self._tenant_moving(tenant):
+                    raise
+                self.retry_tenant_busy(TenantBusy(f"tenant {tenant.slug} is moving: {exc}"[:300]))
         finally:
             request_id_var.reset(request_token)
             user_var.reset(user_token)
             tenant_var.set(None)
+
+    @staticmethod
+    def _tenant_moving(tenant) -> bool:
+        """True when ``tenant``'s schema is not where it was looked for: the
+        registry now places it elsewhere, or the schema is renamed or gone
+        (a move is switching it). A table missing from a schema that is
+        there is a real programming error."""
+        from apps.tenancy.models import Tenant
+        from apps.tenancy.schemas import schema_exists
+
+        now = Tenant.objects.select_related("shard").filter(pk=tenant.pk).first()
+        if now is None or now.shard is None:
+            return False
+        if (now.shard.alias, now.schema_name) != (tenant.shard.alias, tenant.schema_name):
+            return True
+        return not schema_exists(now.shard.alias, now.schema_name)
+
+    def retry_tenant_busy(self, exc: TenantBusy) -> NoReturn:
+        """Retry later with backoff; a dead letter after tenant_busy_max_retries."""
+        countdown = get_exponential_backoff_interval(
+            factor=int(self.retry_backoff), retries=self.request.retries, maximum=self.retry_backoff_max,
+            full_jitter=self.retry_jitter)
+        limit = None if self.max_retries is None else max(self.max_retries, self.tenant_busy_max_retries)
+        raise self.retry(exc=exc, countdown=countdown, max_retries=limit)
 
     def on_retry(self, exc, task_id, args, kwargs, einfo):
         cache.add(FIRST_FAILURE_KEY.format(task_id), timezone.now(), timeout=7 * 24 * 3600)
@@ -99,6 +166,30 @@ class PlatformTask(Task):
             attempts=self.request.retries + 1, first_failed_at=first,
         )
         cache.delete(FIRST_FAILURE_KEY.format(task_id))
+        self._run_gave_up(exc, args, kwargs)
+
+    def gave_up(self, exc, args, kwargs) -> None:
+        """Hook: the task went to the dead letters; a tenant task runs it with
+        its tenant active (e.g. to mark the tenant's job failed)."""
+
+    def _run_gave_up(self, exc, args, kwargs) -> None:
+        if type(self).gave_up is PlatformTask.gave_up:
+            return
+        try:
+            if not self.tenant_scoped:
+                self.gave_up(exc, args, kwargs)
+                return
+            from apps.tenancy.activation import tenant_activated
+            from apps.tenancy.models import Tenant
+
+            tenant = Tenant.objects.select_related("shard").filter(pk=self.header("tenant_id")).first()
+            if tenant is not None and tenant.shard is not None:
+                with tenant_activated(tenant):
+                    self.gave_up(exc, args, kwargs)
+        except Exception:  # the dead letter is recorded; this is only its echo
+            logger.exception("task gave_up hook failed", extra={"task": self.name})
+        finally:
+            tenant_var.set(None)
 
 
 class TenantTask(PlatformTask):

@@ -49,6 +49,11 @@ class Effect(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     done_at = models.DateTimeField(null=True, blank=True)
+    # The runner doing the effect holds a lease (renewed while it runs), so
+    # two redeliveries never run it at once and a runner that died leaves a
+    # claim that lapses; the token tells the holder's own claim from a successor's.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.UUIDField(null=True, blank=True)
 
 
 class AbstractOutboxMessage(models.Model):
@@ -63,6 +68,9 @@ class AbstractOutboxMessage(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
+    # A relay that took the row to publish it holds it until then, outside any
+    # transaction; if that relay dies the claim lapses and the sweep sends it.
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         abstract = True

@@ -24,3 +24,41 @@ class JsonFormatter(_BaseJsonFormatter):
         super().add_fields(log_record, record, message_dict)
         for field in ("request_id", "tenant", "user"):
             log_record.setdefault(field, getattr(record, field, "-"))
+
+
+# What Celery's worker puts on its log lines about a task's payload: the
+# "received", "succeeded" and failure lines carry the arguments and the
+# return value, both as the message's %-arguments and as a ``data`` extra
+# that the JSON formatter writes out in full.
+TASK_PAYLOAD_FIELDS = ("args", "kwargs", "return_value")
+CELERY_PAYLOAD_LOGGERS = ("celery.worker.strategy", "celery.app.trace", "celery.worker.request")
+
+
+class TaskPayloadRedactor(logging.Filter):
+    """Blank a task's arguments and return value on Celery's log lines.
+
+    Tasks receive secrets (an invitation token, a signed download link) to
+    put into emails; a log line is readable by far more people than the
+    email. Attached to the Celery loggers that log payloads (see
+    ``install_task_payload_redaction``).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, dict):
+            record.args = _redacted(record.args)
+        data = getattr(record, "data", None)
+        if isinstance(data, dict):
+            record.data = _redacted(data)
+        return True
+
+
+def _redacted(values: dict) -> dict:
+    return {key: "<redacted>" if key in TASK_PAYLOAD_FIELDS else value for key, value in values.items()}
+
+
+def install_task_payload_redaction() -> None:
+    redactor = TaskPayloadRedactor()
+    for name in CELERY_PAYLOAD_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, TaskPayloadRedactor) for f in logger.filters):
+            logger.addFilter(redactor)

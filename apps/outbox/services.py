@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.conf import settings
+
 from apps.jobs import outbox
 from apps.tenancy.context import require_active_tenant
 from apps.tenancy.routers import tenant_write_alias
@@ -21,3 +23,10 @@ def tenant_outbox_enqueue(task, *, args=(), kwargs=None) -> TenantOutboxMessage:
 def tenant_outbox_sweep() -> int:
     """Send the active tenant's rows that the after-commit relay could not."""
     return outbox.relay(TenantOutboxMessage, tenant_write_alias(), older_than=outbox.sweep_delay())
+
+
+def tenant_outbox_purge() -> int:
+    """Delete the active tenant's rows sent more than OUTBOX_RETENTION_SECONDS
+    ago (in its own schema only); unsent rows stay for the sweep."""
+    return outbox.purge_sent(TenantOutboxMessage, tenant_write_alias(), older_than=outbox.retention(),
+                             batch=settings.OUTBOX_PURGE_BATCH)

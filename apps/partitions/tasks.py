@@ -15,4 +15,5 @@ def maintain_partitions() -> dict:
         retention_months=settings.PARTITION_RETENTION_MONTHS or None,
     )
     return {"schemas": result.schemas, "created": result.created, "dropped": result.dropped,
-            "failed": len(result.failed)}
+            "defaults_created": result.defaults_created, "moved_rows": result.moved_rows,
+            "default_rows": result.default_rows, "failed": len(result.failed)}

@@ -2,9 +2,15 @@ from django.apps import AppConfig
 
 
 class RateLimitConfig(AppConfig):
-    """Kernel: admission control. Per-tenant and per-key rate limits (token
-    buckets in Redis) and per-process load shedding by priority."""
+    """Kernel: admission control. Per-tenant, per-key and anonymous rate
+    limits (token buckets in Redis), password-attempt lockouts, and
+    per-process load shedding by priority."""
 
     name = "apps.ratelimit"
     label = "ratelimit"
     verbose_name = "Rate limits"
+
+    def ready(self):
+        from .clients import trusted_networks
+
+        trusted_networks()  # a mistyped TRUSTED_PROXIES stops the process at start, not each request

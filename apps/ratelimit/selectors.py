@@ -1,24 +1,15 @@
 from __future__ import annotations
 
-from django.core.cache import cache
-
-PLAN_CACHE_SECONDS = 30
-
-
-def plan_cache_key(tenant_id: int) -> str:
-    return f"ratelimit:plan:{tenant_id}"
+from apps.billing.selectors import plan_of
 
 
 def tenant_rate_limit(tenant) -> tuple[str, int]:
-    """(plan code, requests per minute) of the tenant, cached briefly; a plan
-    change deletes the entry, so new limits apply without a restart."""
-    key = plan_cache_key(tenant.pk)
-    cached = cache.get(key)
-    if cached is not None:
-        return cached
-    from apps.billing.services import subscription_for
+    """(plan code, requests per minute) of the tenant.
 
-    plan = subscription_for(tenant).plan
-    value = (plan.code, plan.rate_limit_per_minute)
-    cache.set(key, value, PLAN_CACHE_SECONDS)
-    return value
+    No SQL per request: the plan id rides on the tenant cached by the host
+    lookup, the plan's limits come from billing's cache by plan id. A plan
+    change (the tenant row) or a plan edit (the Plan row) refreshes those
+    entries after commit, so new limits apply without a restart.
+    """
+    plan = plan_of(tenant)
+    return plan.code, plan.rate_limit_per_minute

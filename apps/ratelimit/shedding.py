@@ -54,6 +54,13 @@ class LoadSheddingMiddleware:
             return True
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        metrics.requests_in_flight.inc()
+        try:
+            return self._admitted(request)
+        finally:
+            metrics.requests_in_flight.dec()
+
+    def _admitted(self, request: HttpRequest) -> HttpResponse:
         if not settings.SHED_ENABLED:
             return self.get_response(request)
         priority = priority_of(request)

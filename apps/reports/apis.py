@@ -1,8 +1,9 @@
 from django.core.files.storage import default_storage
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
@@ -10,19 +11,30 @@ from apps.api.errors import NotFound
 from apps.api.pagination import TenantCursorPagination, paginated
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
+from apps.content.models import Document
 
-from . import services
+from . import selectors, services
 from .models import ExportRequest
 
 
 class ExportOutput(serializers.ModelSerializer):
+    status_label = serializers.SerializerMethodField()
+    stalled = serializers.SerializerMethodField()
     status_url = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
 
     class Meta:
         model = ExportRequest
-        fields = ["id", "kind", "format", "filters", "status", "rows_done", "rows_total", "error", "created_at",
-                  "finished_at", "status_url", "download_url"]
+        fields = ["id", "kind", "format", "filters", "status", "status_label", "attempts", "stalled", "heartbeat_at",
+                  "rows_done", "rows_total", "error", "created_at", "finished_at", "status_url", "download_url"]
+
+    def get_status_label(self, export) -> str:
+        """The status for people: "running (attempt 2)" once retried, "stalled (attempt 1)" when silent."""
+        return selectors.export_status_label(export)
+
+    def get_stalled(self, export) -> bool:
+        """Running with no progress for EXPORT_STALL_SECONDS (its worker probably died)."""
+        return selectors.export_stalled(export)
 
     def get_status_url(self, export) -> str:
         return f"/api/v1/exports/{export.pk}"
@@ -34,12 +46,52 @@ class ExportOutput(serializers.ModelSerializer):
         return services.download_url(self.context["tenant"], export)
 
 
+class DocumentExportFilters(StrictSerializer):
+    status = serializers.ChoiceField(choices=Document.Status.choices, required=False)
+    tag = serializers.CharField(max_length=50, required=False)
+
+
+class EventExportFilters(StrictSerializer):
+    # Checked here, not in the worker: a bad time would fail the export there.
+    type = serializers.CharField(max_length=100, required=False)
+    since = serializers.DateTimeField(required=False)
+    until = serializers.DateTimeField(required=False)
+
+
+class DocumentExportInput(StrictSerializer):
+    kind = serializers.ChoiceField(choices=[ExportRequest.Kind.DOCUMENTS])
+    format = serializers.ChoiceField(choices=ExportRequest.Format.choices, default=ExportRequest.Format.CSV)
+    filters = DocumentExportFilters(required=False)
+
+
+class EventExportInput(StrictSerializer):
+    kind = serializers.ChoiceField(choices=[ExportRequest.Kind.EVENTS])
+    format = serializers.ChoiceField(choices=ExportRequest.Format.choices, default=ExportRequest.Format.CSV)
+    filters = EventExportFilters(required=False)
+
+
+# Which filters an export takes depends on its kind: one body per kind.
+EXPORT_INPUTS = {ExportRequest.Kind.DOCUMENTS: DocumentExportInput, ExportRequest.Kind.EVENTS: EventExportInput}
+EXPORT_CREATE_REQUEST = PolymorphicProxySerializer(
+    component_name="ExportCreate", serializers={str(kind): serializer for kind, serializer in EXPORT_INPUTS.items()},
+    resource_type_field_name="kind",
+)
+
+
+def export_input(data) -> dict:
+    """The body validated by the serializer of its kind; times become ISO text for the stored filters."""
+    kind = data.get("kind") if isinstance(data, dict) else None
+    serializer = EXPORT_INPUTS.get(kind) if isinstance(kind, str) else None
+    if serializer is None and isinstance(data, dict):
+        raise ValidationError({"kind": [f"Choose one of {', '.join(ExportRequest.Kind.values)}."]})
+    valid = validated(serializer or DocumentExportInput, data)
+    filters = {name: value.isoformat() if hasattr(value, "isoformat") else value
+               for name, value in valid.get("filters", {}).items()}
+    return {**valid, "filters": filters}
+
+
 class ExportListCreateApi(TenantAPIView):
     rate_scope = {"POST": "exports"}
-    class ExportCreateInput(StrictSerializer):
-        kind = serializers.ChoiceField(choices=ExportRequest.Kind.choices)
-        format = serializers.ChoiceField(choices=ExportRequest.Format.choices, default=ExportRequest.Format.CSV)
-        filters = serializers.DictField(child=serializers.CharField(max_length=100), required=False, default=dict)
 
     @extend_schema(responses=paginated(ExportOutput, "ExportPage"), operation_id="exports_list")
     def get(self, request):
@@ -47,9 +99,9 @@ class ExportListCreateApi(TenantAPIView):
         page = paginator.paginate_queryset(ExportRequest.objects.all(), request, view=self)
         return paginator.get_paginated_response(ExportOutput(page, many=True, context={'tenant': request.tenant}).data)
 
-    @extend_schema(request=ExportCreateInput, responses={202: ExportOutput}, operation_id="exports_create")
+    @extend_schema(request=EXPORT_CREATE_REQUEST, responses={202: ExportOutput}, operation_id="exports_create")
     def post(self, request):
-        data = validated(self.ExportCreateInput, request.data)
+        data = export_input(request.data)
         export = services.export_request(requested_by_id=request.user.pk, **data)
         response = Response(ExportOutput(export, context={'tenant': request.tenant}).data, status=status.HTTP_202_ACCEPTED)
         response["Location"] = f"/api/v1/exports/{export.pk}"

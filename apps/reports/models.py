@@ -31,6 +31,11 @@ class ExportRequest(models.Model):
     rows_total = models.BigIntegerField(null=True, blank=True)
     file_name = models.CharField(max_length=255, blank=True, default="")
     error = models.TextField(blank=True, default="")
+    # How many times a worker started this export: more than one means it
+    # was retried or redelivered (its worker died mid-way).
+    attempts = models.PositiveIntegerField(default=0)
+    # The running export's last sign of progress; long silent = stalled.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     requested_by_id = models.BigIntegerField(null=True, blank=True)  # a global user's id
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

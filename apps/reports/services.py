@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.tenancy.routers import tenant_write_alias
@@ -36,6 +40,39 @@ def export_request(*, kind: str, format: str, filters: dict, requested_by_id: in
                      changes={"kind": [None, kind], "format": [None, format]})
         tenant_outbox_enqueue(run_export, args=[str(export.pk)])
     return export
+
+
+def export_start(*, export_id) -> None:
+    """A worker starts the export, or starts it over after a retry or after
+    its previous worker died: one more attempt, progress from zero."""
+    ExportRequest.objects.filter(pk=export_id).update(
+        status=ExportRequest.Status.RUNNING, attempts=F("attempts") + 1, rows_done=0, rows_total=None, error="",
+        heartbeat_at=timezone.now())
+
+
+def export_fail(*, export_id, error: str) -> None:
+    """The export gave up (its task is a dead letter now; a replay starts it over)."""
+    ExportRequest.objects.filter(pk=export_id).exclude(status=ExportRequest.Status.DONE).update(
+        status=ExportRequest.Status.FAILED, error=error[:2000], finished_at=timezone.now())
+
+
+class ExportHeartbeat:
+    """The progress callback of a running export: records rows done and a
+    heartbeat, at most every EXPORT_HEARTBEAT_SECONDS (one UPDATE, however
+    fast the rows come)."""
+
+    def __init__(self, export_id):
+        self.export_id = export_id
+        self.last = time.monotonic()
+
+    def __call__(self, rows_done: int, *, rows_total: int | None = None) -> None:
+        if rows_total is None and time.monotonic() - self.last < settings.EXPORT_HEARTBEAT_SECONDS:
+            return
+        self.last = time.monotonic()
+        changes = {"rows_done": rows_done, "heartbeat_at": timezone.now()}
+        if rows_total is not None:
+            changes["rows_total"] = rows_total
+        ExportRequest.objects.filter(pk=self.export_id).update(**changes)
 
 
 DOWNLOAD_SALT = "reports.download"

@@ -39,27 +39,36 @@ def _rows(export: ExportRequest):
     return events.count(), events.values_list(*EVENT_COLUMNS).iterator(chunk_size=2000), EVENT_COLUMNS
 
 
-@shared_task(base=TenantTask, name="reports.run_export")
+class ExportTask(TenantTask):
+    abstract = True
+
+    def gave_up(self, exc, args, kwargs) -> None:
+        """Dead-lettered: the export says failed instead of running forever."""
+        from .services import export_fail
+
+        export_id = args[0] if args else (kwargs or {}).get("export_id")
+        export_fail(export_id=export_id, error=f"{type(exc).__name__}: {exc}")
+
+
+@shared_task(base=ExportTask, name="reports.run_export")
 def run_export(export_id: str) -> str:
     """Produce an export file. Idempotent: a finished export is not redone; an
     interrupted one starts over and overwrites its file."""
     from apps.notifications.tasks import send_email
     from apps.outbox.services import tenant_outbox_enqueue
 
-    from .services import download_url
+    from .services import ExportHeartbeat, download_url, export_start
 
     export = ExportRequest.objects.using(tenant_write_alias()).filter(pk=export_id).first()
     if export is None:
         raise PermanentError(f"no export {export_id}")
     if export.status == ExportRequest.Status.DONE:
         return "already done"
+    export_start(export_id=export.pk)  # running (attempt n) before the first, maybe long, query
+    heartbeat = ExportHeartbeat(export.pk)
     total, rows, columns = _rows(export)
-    ExportRequest.objects.filter(pk=export.pk).update(status=ExportRequest.Status.RUNNING, rows_total=total,
-                                                      rows_done=0, error="")
-    path, count = write_export(
-        rows, columns, export.format,
-        progress=lambda done: ExportRequest.objects.filter(pk=export.pk).update(rows_done=done),
-    )
+    heartbeat(0, rows_total=total)
+    path, count = write_export(rows, columns, export.format, progress=heartbeat, every=1000)
     tenant = require_active_tenant()
     name = f"exports/{tenant.slug}/{export.pk}.{export.format}"
     try:

@@ -1,5 +1,4 @@
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
@@ -21,7 +20,7 @@ class SearchResult(serializers.Serializer):
 class SearchApi(TenantAPIView):
     rate_scope = "search"
     class SearchFilter(StrictSerializer):
-        q = serializers.CharField(min_length=1, max_length=200)
+        q = serializers.CharField(min_length=1, max_length=200, help_text="words, \"phrases\", -excluded, or")
         limit = serializers.IntegerField(min_value=1, max_value=100, default=20)
         status = serializers.ChoiceField(choices=Document.Status.choices, required=False)
 
@@ -30,11 +29,7 @@ class SearchApi(TenantAPIView):
         results = SearchResult(many=True)
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("q", OpenApiTypes.STR, required=True, description="words, \"phrases\", -excluded, or"),
-            OpenApiParameter("limit", OpenApiTypes.INT),
-            OpenApiParameter("status", OpenApiTypes.STR, enum=Document.Status.values),
-        ],
+        parameters=[SearchFilter],  # the query parameters as validated, constraints included
         responses=SearchOutput,
         operation_id="search",
     )

@@ -13,9 +13,12 @@ class DomainInline(admin.TabularInline):
 class TenantAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "plan", "status", "shard", "writes_frozen", "schema_name", "created_at"]
     list_filter = ["plan", "status", "shard", "writes_frozen"]
+    list_select_related = ["plan", "shard"]
     search_fields = ["slug", "name"]
     # Moving a tenant copies its data; it goes through `manage.py move_tenant`.
-    readonly_fields = ["schema_name", "shard", "writes_frozen", "created_at", "updated_at"]
+    # A plan change has history and cache effects of its own: the billing
+    # admin makes the field editable through its service.
+    readonly_fields = ["plan", "schema_name", "shard", "writes_frozen", "created_at", "updated_at"]
     inlines = [DomainInline]
 
     def has_add_permission(self, request) -> bool:

@@ -15,9 +15,9 @@ from django.urls import set_urlconf
 from apps.api.problems import problem_response
 from apps.observability.context import tenant_var
 
-from . import planes
+from . import planes, replicas
 from .activation import activate, deactivate
-from .context import pin_primary, wrote_var
+from .context import pin_primary, primary_pinned, wrote_var
 from .selectors import tenant_for_hostname
 
 logger = logging.getLogger(__name__)
@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FROZEN_RETRY_AFTER_SECONDS = 30
 SHARD_DOWN_RETRY_AFTER_SECONDS = 10
+# Set on a request whose view failed on one copy of its shard and is to be
+# run again on the other; then "done", so a request is re-run at most once.
+RERUN_ATTR = "_tenancy_rerun"
 
 
 def client_key(request: HttpRequest) -> str | None:
@@ -111,6 +114,9 @@ class TenantMiddleware:
             pin_primary(settings.READ_YOUR_WRITES_SECONDS)
         try:
             response = self.get_response(request)
+            if getattr(request, RERUN_ATTR, None) == "pending":
+                setattr(request, RERUN_ATTR, "done")
+                response = self.get_response(request)
             if client and wrote_var.get():
                 cache.set(read_your_writes_key(tenant, client), 1, settings.READ_YOUR_WRITES_SECONDS)
             return response
@@ -120,10 +126,49 @@ class TenantMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         tenant = getattr(request, "tenant", None)
         if isinstance(exception, OperationalError) and tenant is not None and tenant.shard is not None:
-            logger.warning("tenant shard unavailable", extra={"shard": tenant.shard.name, "error": str(exception)[:200]})
+            other_copy = self._copy_to_rerun_on(request, tenant, exception)
+            logger.warning("tenant shard unavailable", extra={
+                "shard": tenant.shard.name, "alias": getattr(exception, "db_alias", None),
+                "rerun_on": other_copy, "error": str(exception)[:200]})
+            if other_copy:
+                setattr(request, RERUN_ATTR, "pending")
+            # With a re-run pending, __call__ replaces this response; the
+            # middleware inside still sees a 5xx (no session saved for it).
             return unavailable(
                 f"The data store of tenant '{tenant.slug}' is unavailable. Try again shortly.",
                 SHARD_DOWN_RETRY_AFTER_SECONDS,
                 "shard-unavailable",
             )
+        return None
+
+    @staticmethod
+    def _copy_to_rerun_on(request: HttpRequest, tenant, exception: OperationalError) -> str | None:
+        """The other copy of the shard to run a failed read-only request on, if any.
+
+        The retry is here, around the whole view, and not in the database
+        backend: a connection can fail at connect or under a query of an open
+        session, and in the second case the view may already hold rows from
+        the failed copy; running it again on the other copy gives one
+        consistent answer for both cases. Only safe methods that wrote no
+        tenant data are run again, and only once.
+        """
+        if request.method not in SAFE_METHODS or wrote_var.get() or getattr(request, RERUN_ATTR, None):
+            return None
+        failed = getattr(exception, "db_alias", None)
+        if failed is None or not replicas.is_connection_failure(exception):
+            return None
+        primary = tenant.shard.alias
+        replica = planes.replica_alias(primary)
+        if replica is None:
+            return None
+        if failed == replica:
+            # The replica is dropped from reads (the backend marked it); pin
+            # this request to the primary as well, whatever the next check says.
+            pin_primary(settings.READ_YOUR_WRITES_SECONDS)
+            return primary
+        if failed == primary and reads_may_use_replica(tenant) and replicas.presumed_down(primary) \
+                and not primary_pinned():
+            # The router reads from the replica while the primary is presumed
+            # down; a client inside its read-your-writes window keeps its 503.
+            return replica
         return None

@@ -63,18 +63,21 @@ class Shard(models.Model):
 
 
 class Tenant(TenantMixin):
-    class Plan(models.TextChoices):
-        FREE = "free", "Free"
-        PRO = "pro", "Pro"
-        ENTERPRISE = "enterprise", "Enterprise"
-
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         SUSPENDED = "suspended", "Suspended"
 
     slug = models.SlugField(max_length=40, unique=True, validators=[validate_slug])
     name = models.CharField(max_length=200)
-    plan = models.CharField(max_length=20, choices=Plan.choices, default=Plan.FREE)
+    # The tenant's plan, stored here and nowhere else. On the registry row
+    # rather than on a billing subscription because the host lookup caches
+    # this row: every reader (quotas, the rate limiter's tier, flag targeting,
+    # usage) gets the plan id with no query per request, and the plan's
+    # limits by id from apps.billing.selectors.plan_of. Changed only through
+    # apps.billing.services.subscription_change_plan, which records history.
+    # Null only for the platform's own (public) tenant (see Meta.constraints).
+    plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, null=True, blank=True,
+                             related_name="tenants")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     # Null only for the platform's own (public) tenant, which has no data schema.
     shard = models.ForeignKey(Shard, on_delete=models.PROTECT, null=True, blank=True, related_name="tenants")
@@ -91,6 +94,10 @@ class Tenant(TenantMixin):
 
     class Meta:
         ordering = ["slug"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(plan__isnull=False) | models.Q(schema_name="public"),
+                                   name="tenancy_tenant_has_plan"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.slug})"

@@ -23,16 +23,27 @@ def tenant_read_alias(tenant=None) -> str:
     replica = planes.replica_alias(alias)
     if replica is None or not settings.REPLICA_READS or primary_pinned():
         return alias
-    from .replicas import replica_fit
+    if connections[alias].in_atomic_block:
+        # A read inside a transaction on the primary belongs to it: a check
+        # that guards a write (a quota count) must see the transaction's own
+        # rows and locks, not an older snapshot on another server.
+        return alias
+    from .replicas import presumed_down, replica_fit
 
+    if presumed_down(alias):
+        # Possibly stale data beats none; a client that must see its own
+        # writes is pinned above and gets its 503 from the primary instead.
+        return replica
     return replica if replica_fit(alias, replica) else alias
 
 
 class ShardRouter:
     """Control-plane models -> ``default``; tenant models -> the shard of the
     active tenant (reads on its replica unless this client wrote within
-    READ_YOUR_WRITES_SECONDS). With no tenant active a tenant model raises
-    NoActiveTenant: falling back to any schema would leak data."""
+    READ_YOUR_WRITES_SECONDS or the read is inside a transaction on the
+    primary; while the primary is down, other reads stay on the replica).
+    With no tenant active a tenant model raises NoActiveTenant: falling back
+    to any schema would leak data."""
 
     def db_for_read(self, model, **hints):
         if planes.plane_of(model) == planes.CONTROL:

@@ -2,38 +2,43 @@
 
 from __future__ import annotations
 
+import pickle
+
 from django.conf import settings
-from django.core.cache import cache
+
+from apps.caching import versioned
 
 from .models import Domain, Tenant
 
 _MISSING = "missing"
 
 
-def hostname_cache_key(hostname: str) -> str:
-    return f"tenancy:host:{hostname.lower()}"
+def hostname_version_key(hostname: str) -> str:
+    return f"{versioned.key_prefix()}:host:{hostname.lower()}:version"
 
 
 def tenant_for_hostname(hostname: str) -> Tenant | None:
     """The tenant serving ``hostname``, or None when no domain matches.
 
-    Cached in Redis so that resolving a request's tenant costs no database
-    round trip; signals delete the entries whenever a tenant or a domain
-    changes. Unknown hosts are cached briefly too, so a flood of requests for
-    made-up subdomains does not reach the database either.
+    Cached in Redis so that resolving a request's tenant costs one Redis round
+    trip and no database query; signals raise the hostname's version whenever
+    a tenant, its domain or its shard changes (after the control plane
+    commits). Unknown hosts are cached briefly too, so a flood of requests for
+    made-up subdomains does not reach the database either. While Redis is
+    suspect (see ``apps.caching.health``) lookups go to the database, and
+    entries from before a Redis outage are never served after it: a tenant
+    suspended, frozen or moved during the outage is seen at once.
     """
-    key = hostname_cache_key(hostname)
-    cached = cache.get(key)
-    if cached == _MISSING:
-        return None
-    if isinstance(cached, Tenant):
-        return cached
-    domain = Domain.objects.select_related("tenant__shard").filter(domain=hostname.lower()).first()
-    if domain is None:
-        cache.set(key, _MISSING, settings.TENANT_NEGATIVE_CACHE_TIMEOUT)
-        return None
-    tenant = domain.tenant
-    cache.set(key, tenant, settings.TENANT_CACHE_TIMEOUT)
+    hostname = hostname.lower()
+    found = versioned.read(hostname_version_key(hostname), f"{versioned.key_prefix()}:host:{hostname}")
+    if found is not None and found.raw is not None:
+        cached = pickle.loads(found.raw)
+        return None if cached == _MISSING else cached
+    domain = Domain.objects.select_related("tenant__shard").filter(domain=hostname).first()
+    tenant = domain.tenant if domain is not None else None
+    if found is not None:
+        timeout = settings.TENANT_CACHE_TIMEOUT if tenant else settings.TENANT_NEGATIVE_CACHE_TIMEOUT
+        versioned.store(found, pickle.dumps(tenant or _MISSING), timeout)
     return tenant
 
 

@@ -99,7 +99,22 @@ def _canonical_slug(slug: str | None) -> str:
     return canonical
 
 
-def _validate_new_tenant(*, slug: str, name: str, domain: str, plan: str) -> None:
+def _plan_for_new_tenant(code: str | None):
+    """The Plan row for ``code``, or the lowest-ranked plan when none is asked for.
+
+    The plan catalogue is billing's; the registry only points at it
+    (``Tenant.plan``). Reached through that relation instead of an import, so
+    the kernel does not depend on billing's code.
+    """
+    plans = Tenant._meta.get_field("plan").related_model.objects.order_by("rank")
+    plan = plans.filter(code=code).first() if code else plans.first()
+    if plan is None:
+        codes = ", ".join(plans.values_list("code", flat=True))
+        raise ValidationError({"plan": f"Unknown plan '{code}'. Choose one of {codes}."})
+    return plan
+
+
+def _validate_new_tenant(*, slug: str, name: str, domain: str) -> None:
     errors: dict[str, str] = {}
     try:
         validate_slug(slug)
@@ -109,8 +124,6 @@ def _validate_new_tenant(*, slug: str, name: str, domain: str, plan: str) -> Non
         errors["name"] = "A tenant needs a name."
     elif len(name) > 200:
         errors["name"] = "A tenant name is at most 200 characters."
-    if plan not in Tenant.Plan.values:
-        errors["plan"] = f"Unknown plan '{plan}'. Choose one of {', '.join(Tenant.Plan.values)}."
     if not domain or len(domain) > 253 or " " in domain:
         errors["domain"] = f"'{domain}' is not a valid host name."
     if errors:
@@ -123,7 +136,7 @@ def tenant_create(
     name: str,
     admin_email: str,
     domain: str | None = None,
-    plan: str = Tenant.Plan.FREE,
+    plan: str | None = None,
     admin_password: str | None = None,
     shard: str | None = None,
 ) -> ProvisionedTenant:
@@ -133,6 +146,9 @@ def tenant_create(
     domain changes nothing and reports ``created=False``. A slug or domain
     held by a different tenant is a ValidationError naming the field.
 
+    ``plan`` is a plan code (default: the lowest-ranked plan); later changes
+    go through ``apps.billing.services.subscription_change_plan``.
+
     The tenant goes to ``shard`` (a shard name) or the least loaded active
     shard. The schema is created and migrated in a transaction on the shard
     and the registry rows are committed inside it, so a failure at any step
@@ -140,7 +156,8 @@ def tenant_create(
     """
     slug = _canonical_slug(slug)
     domain = (domain or default_hostname(slug)).strip().lower()
-    _validate_new_tenant(slug=slug, name=name, domain=domain, plan=plan)
+    _validate_new_tenant(slug=slug, name=name, domain=domain)
+    plan_row = _plan_for_new_tenant(plan)
     admin_email = normalize_email(admin_email)
 
     existing = Tenant.objects.filter(slug=slug).first()
@@ -172,7 +189,7 @@ def tenant_create(
             schemas.create_schema(alias, schema)
             schemas.migrate_schema(alias, schema)
             with transaction.atomic(using="default"):
-                tenant = Tenant(slug=slug, name=name.strip(), plan=plan, schema_name=schema, shard=target)
+                tenant = Tenant(slug=slug, name=name.strip(), plan=plan_row, schema_name=schema, shard=target)
                 tenant.save()
                 Domain.objects.create(domain=domain, tenant=tenant, is_primary=True)
                 owner = user_ensure(email=admin_email, password=admin_password)

@@ -7,28 +7,28 @@ one image runs everywhere (twelve-factor). Per-environment modules
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+# Every environment variable is read through these typed readers: a bad value
+# stops the process with one line naming the variable and the expected form.
+from .environment import (
+    BROKER_SCHEMES,
+    POSTGRES_SCHEMES,
+    REDIS_SCHEMES,
+    env,
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_named_urls,
+    env_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-
-
-def env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
-
-
-def env_bool(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
-
 
 SECRET_KEY = env("DJANGO_SECRET_KEY", "insecure-development-key-change-me")
 DEBUG = env_bool("DJANGO_DEBUG", False)
@@ -89,8 +89,8 @@ ROOT_URLCONF = "config.urls_tenant"
 TENANT_LIMIT_SET_CALLS = True
 # Seconds a hostname -> tenant lookup stays in the cache; changes to a tenant
 # or a domain delete the entries, so this only bounds memory for idle hosts.
-TENANT_CACHE_TIMEOUT = int(env("TENANT_CACHE_TIMEOUT", "3600"))
-TENANT_NEGATIVE_CACHE_TIMEOUT = int(env("TENANT_NEGATIVE_CACHE_TIMEOUT", "30"))
+TENANT_CACHE_TIMEOUT = env_int("TENANT_CACHE_TIMEOUT", 3600, minimum=1, unit="seconds")
+TENANT_NEGATIVE_CACHE_TIMEOUT = env_int("TENANT_NEGATIVE_CACHE_TIMEOUT", 30, minimum=0, unit="seconds")
 
 AUTH_USER_MODEL = "accounts.User"
 
@@ -147,33 +147,41 @@ ASGI_APPLICATION = "config.asgi.application"
 #   SHARD_REPLICA_URLS="eu2=postgres://replica-host/..."
 #
 # With no SHARD_URLS, one shard `main` shares the control database.
-DATABASE_URL = env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/saas_platform")
-DB_CONN_MAX_AGE = int(env("DB_CONN_MAX_AGE", "60"))
-SHARD_CONNECT_TIMEOUT = int(env("SHARD_CONNECT_TIMEOUT", "2"))
+DATABASE_URL = env_url("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/saas_platform", schemes=POSTGRES_SCHEMES)
+DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 60, minimum=0, unit="seconds")
+SHARD_CONNECT_TIMEOUT = env_int("SHARD_CONNECT_TIMEOUT", 2, minimum=1, unit="seconds")
 SHARD_ALIAS_PREFIX = "shard_"
 REPLICA_ALIAS_SUFFIX = "_replica"
 
 
-def parse_named_urls(value: str | None) -> dict[str, str]:
-    named = {}
-    for item in (value or "").split(","):
-        if item.strip():
-            name, _, url = item.strip().partition("=")
-            named[name.strip()] = url.strip()
-    return named
-
-
 def database_config(url: str, *, connect_timeout: int) -> dict:
     config = dj_database_url.parse(url, conn_max_age=DB_CONN_MAX_AGE, conn_health_checks=True)
-    config["ENGINE"] = "django_tenants.postgresql_backend"
+    # django-tenants' backend, plus errors tagged with their alias and shard
+    # servers that just refused a connection failing fast (failover).
+    config["ENGINE"] = "apps.tenancy.postgresql_backend"
     # A dead server must fail a request (and /readyz) in seconds, not hang it.
     config.setdefault("OPTIONS", {})["connect_timeout"] = connect_timeout
+    # `?pooling=transaction`: the URL reaches PgBouncer in transaction pooling
+    # mode, so the tenant's schema is set inside every transaction instead of
+    # once per connection (apps.tenancy.pgbouncer_backend). Per URL, so that
+    # direct connections keep the cheaper session-level SET.
+    pooling = config["OPTIONS"].pop("pooling", None)
+    if pooling not in (None, "transaction"):
+        raise ImproperlyConfigured(f"{url.split('@')[-1]}: expected pooling=transaction or none, got {pooling!r}")
+    if pooling:
+        config["ENGINE"] = "apps.tenancy.pgbouncer_backend"
     return config
 
 
-DATABASES = {"default": database_config(DATABASE_URL, connect_timeout=int(env("DB_CONNECT_TIMEOUT", "3")))}
-SHARD_URLS = parse_named_urls(env("SHARD_URLS")) or {"main": DATABASE_URL}
-SHARD_REPLICA_URLS = parse_named_urls(env("SHARD_REPLICA_URLS"))
+DB_CONNECT_TIMEOUT = env_int("DB_CONNECT_TIMEOUT", 3, minimum=1, unit="seconds")
+DATABASES = {"default": database_config(DATABASE_URL, connect_timeout=DB_CONNECT_TIMEOUT)}
+SHARD_URLS = env_named_urls("SHARD_URLS", schemes=POSTGRES_SCHEMES) or {"main": DATABASE_URL}
+SHARD_REPLICA_URLS = env_named_urls("SHARD_REPLICA_URLS", schemes=POSTGRES_SCHEMES)
+if _unknown := sorted(set(SHARD_REPLICA_URLS) - set(SHARD_URLS)):
+    # A replica of a shard that is not configured would never be read.
+    raise ImproperlyConfigured(
+        f"SHARD_REPLICA_URLS: expected names from SHARD_URLS ({', '.join(SHARD_URLS)}), got {', '.join(_unknown)}"
+    )
 for _shard, _url in SHARD_URLS.items():
     DATABASES[SHARD_ALIAS_PREFIX + _shard] = database_config(_url, connect_timeout=SHARD_CONNECT_TIMEOUT)
 for _shard, _url in SHARD_REPLICA_URLS.items():
@@ -186,17 +194,21 @@ for _shard, _url in SHARD_REPLICA_URLS.items():
 REPLICA_READS = env_bool("REPLICA_READS", True)
 # A replica further behind than this (bytes of WAL), or unreachable, is
 # skipped (reads go to the primary); checked every REPLICA_CHECK_SECONDS.
-REPLICA_MAX_LAG_BYTES = int(env("REPLICA_MAX_LAG_BYTES", str(16 * 1024 * 1024)))
-REPLICA_CHECK_SECONDS = float(env("REPLICA_CHECK_SECONDS", "5"))
+REPLICA_MAX_LAG_BYTES = env_int("REPLICA_MAX_LAG_BYTES", 16 * 1024 * 1024, minimum=0, unit="bytes")
+REPLICA_CHECK_SECONDS = env_float("REPLICA_CHECK_SECONDS", 5, minimum=0, unit="seconds")
+# A shard primary that refused a connection is presumed down by a process for
+# this long: its writes fail at once (503) and its reads go to the replica,
+# instead of every request waiting out SHARD_CONNECT_TIMEOUT.
+PRIMARY_RECHECK_SECONDS = env_float("PRIMARY_RECHECK_SECONDS", 5, minimum=0, unit="seconds")
 # Seconds after a client's write during which its reads stay on the primary.
-READ_YOUR_WRITES_SECONDS = float(env("READ_YOUR_WRITES_SECONDS", "5"))
+READ_YOUR_WRITES_SECONDS = env_float("READ_YOUR_WRITES_SECONDS", 5, minimum=0, unit="seconds")
 DATABASE_ROUTERS = ["apps.tenancy.routers.ShardRouter"]
 # django-tenants' own sync router only knows one database; ours replaces it.
 TENANT_SYNC_ROUTER = "apps.tenancy.routers.ShardRouter"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env("REDIS_URL", "redis://127.0.0.1:6379/0")
-REDIS_TIMEOUT_SECONDS = float(env("REDIS_TIMEOUT_SECONDS", "0.5"))
+REDIS_URL = env_url("REDIS_URL", "redis://127.0.0.1:6379/0", schemes=REDIS_SCHEMES)
+REDIS_TIMEOUT_SECONDS = env_float("REDIS_TIMEOUT_SECONDS", 0.5, minimum=0.01, unit="seconds")
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
@@ -222,7 +234,7 @@ SESSION_ENGINE = "django.contrib.sessions.backends.db"
 # --- tasks ----------------------------------------------------------------
 # Redis is the default broker; RabbitMQ by setting CELERY_BROKER_URL=amqp://...
 # (queues are then declared as quorum queues: replicated, durable).
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", REDIS_URL)
+CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", REDIS_URL, schemes=BROKER_SCHEMES)
 BROKER_IS_AMQP = CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://"))
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
@@ -233,15 +245,17 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One message reserved per worker process: a long export does not sit on
 # messages that another process could run.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Redis redelivers an unacknowledged message after the visibility timeout,
-# so it must exceed the longest task (a large export): 2 hours. A worker that
-# dies therefore delays its task's redelivery by up to this long on Redis;
-# RabbitMQ redelivers as soon as the connection drops.
+# Redis redelivers an unacknowledged message after the visibility timeout.
+# Workers re-stamp the messages they hold every timeout / 5 (a heartbeat,
+# apps.jobs.heartbeat), so a live task of any length is never redelivered
+# and the timeout only bounds how long a dead worker's tasks wait: 5 minutes
+# (4-5 minutes from the kill to running again). RabbitMQ redelivers as soon
+# as the connection drops.
 # Workers look for such expired messages every unacked_restore_interval
 # seconds (kombu's default would be every 100 s).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": int(env("CELERY_VISIBILITY_TIMEOUT", str(2 * 3600))),
-    "unacked_restore_interval": int(env("CELERY_UNACKED_RESTORE_INTERVAL", "10")),
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300, minimum=1, unit="seconds"),
+    "unacked_restore_interval": env_int("CELERY_UNACKED_RESTORE_INTERVAL", 10, minimum=1, unit="seconds"),
     "unacked_restore_throttle": 1,
     "socket_connect_timeout": 2,
     "socket_timeout": 10,
@@ -265,35 +279,61 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 CELERY_BEAT_SCHEDULE: dict = {
     "maintain-partitions": {"task": "partitions.maintain", "schedule": 6 * 3600},
-    "sweep-outboxes": {"task": "outbox.sweep", "schedule": float(env("OUTBOX_SWEEP_SECONDS", "15"))},
+    "sweep-outboxes": {"task": "outbox.sweep", "schedule": env_float("OUTBOX_SWEEP_SECONDS", 15, minimum=0.1, unit="seconds")},
     "purge-idempotency-keys": {"task": "idempotency.purge", "schedule": 3600},
+    "purge-outboxes": {"task": "outbox.purge", "schedule": 3600},
 }
 # An outbox row still unsent this long after its commit is sent by the sweep.
-OUTBOX_SWEEP_AFTER_SECONDS = int(env("OUTBOX_SWEEP_AFTER_SECONDS", "10"))
-OUTBOX_SWEEP_BATCH = int(env("OUTBOX_SWEEP_BATCH", "50"))
+OUTBOX_SWEEP_AFTER_SECONDS = env_int("OUTBOX_SWEEP_AFTER_SECONDS", 10, minimum=0, unit="seconds")
+OUTBOX_SWEEP_BATCH = env_int("OUTBOX_SWEEP_BATCH", 50, minimum=1)
+# Publishing runs on a background thread per process with a broker connection
+# of its own: short timeouts and no retries, because a row that cannot be sent
+# now waits for the sweep; after a failure the thread leaves new rows to the
+# sweep for OUTBOX_RELAY_PAUSE_SECONDS instead of waiting on a dead broker
+# once per row. A full hand-off queue also leaves rows to the sweep.
+OUTBOX_PUBLISH_TIMEOUT_SECONDS = env_float("OUTBOX_PUBLISH_TIMEOUT_SECONDS", 1.0, minimum=0.05, unit="seconds")
+OUTBOX_RELAY_PAUSE_SECONDS = env_float("OUTBOX_RELAY_PAUSE_SECONDS", 5.0, minimum=0, unit="seconds")
+OUTBOX_RELAY_QUEUE_SIZE = env_int("OUTBOX_RELAY_QUEUE_SIZE", 1000, minimum=1)
+# A relay's claim on rows it is publishing; longer than a batch takes to send.
+OUTBOX_CLAIM_SECONDS = env_int("OUTBOX_CLAIM_SECONDS", 30, minimum=1, unit="seconds")
+# Sent rows are kept this long (to answer "was it sent?"), then purged hourly
+# in batches of OUTBOX_PURGE_BATCH rows; the table would grow forever otherwise.
+OUTBOX_RETENTION_SECONDS = env_int("OUTBOX_RETENTION_SECONDS", 7 * 24 * 3600, minimum=0, unit="seconds")
+OUTBOX_PURGE_BATCH = env_int("OUTBOX_PURGE_BATCH", 5000, minimum=1)
+# Lease of a once-only effect's runner, renewed while it runs: a runner that
+# died blocks redeliveries of its effect for at most this long.
+EFFECT_CLAIM_SECONDS = env_int("EFFECT_CLAIM_SECONDS", 10, minimum=1, unit="seconds")
 # Range-partitioned (by month) tenant tables, maintained by apps.partitions.
 PARTITIONED_TABLES = ["audit_entry", "analytics_event"]
-PARTITION_MONTHS_AHEAD = int(env("PARTITION_MONTHS_AHEAD", "3"))
-PARTITION_RETENTION_MONTHS = int(env("PARTITION_RETENTION_MONTHS", "13"))
+PARTITION_MONTHS_AHEAD = env_int("PARTITION_MONTHS_AHEAD", 3, minimum=1, unit="months")
+PARTITION_RETENTION_MONTHS = env_int("PARTITION_RETENTION_MONTHS", 13, minimum=1, unit="months")
+# Partition DDL waits at most this long for its locks, then that schema is
+# reported failed and retried next run, instead of queueing every writer behind it.
+PARTITION_LOCK_TIMEOUT_SECONDS = env_float("PARTITION_LOCK_TIMEOUT_SECONDS", 5, minimum=0.1, unit="seconds")
 
 # --- email -----------------------------------------------------------------
 EMAIL_BACKEND = env("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = env("EMAIL_HOST", "127.0.0.1")
-EMAIL_PORT = int(env("EMAIL_PORT", "1025"))
+EMAIL_PORT = env_int("EMAIL_PORT", 1025, minimum=1)
 EMAIL_HOST_USER = env("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-EMAIL_TIMEOUT = int(env("EMAIL_TIMEOUT", "10"))
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1, unit="seconds")
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", "SaaS Platform <no-reply@saas-platform.dev>")
 # Circuit breaker around the email provider: open after this many failures in
 # a row, probe again after this many seconds.
-EMAIL_BREAKER_FAIL_MAX = int(env("EMAIL_BREAKER_FAIL_MAX", "5"))
-EMAIL_BREAKER_RESET_SECONDS = int(env("EMAIL_BREAKER_RESET_SECONDS", "60"))
-EMAIL_MAX_RETRIES = int(env("EMAIL_MAX_RETRIES", "8"))
+EMAIL_BREAKER_FAIL_MAX = env_int("EMAIL_BREAKER_FAIL_MAX", 5, minimum=1)
+EMAIL_BREAKER_RESET_SECONDS = env_int("EMAIL_BREAKER_RESET_SECONDS", 60, minimum=1, unit="seconds")
+EMAIL_MAX_RETRIES = env_int("EMAIL_MAX_RETRIES", 8, minimum=0)
 BREAKER_NAMESPACE = env("BREAKER_NAMESPACE", "breaker")
 
 # --- exports ---------------------------------------------------------------
-EXPORT_DOWNLOAD_SECONDS = int(env("EXPORT_DOWNLOAD_SECONDS", str(24 * 3600)))
+EXPORT_DOWNLOAD_SECONDS = env_int("EXPORT_DOWNLOAD_SECONDS", 24 * 3600, minimum=1, unit="seconds")
+# A running export beats at least this often while it makes progress; one
+# silent for EXPORT_STALL_SECONDS shows as stalled (its worker likely died;
+# the broker hands it to another worker, see CELERY_VISIBILITY_TIMEOUT).
+EXPORT_HEARTBEAT_SECONDS = env_int("EXPORT_HEARTBEAT_SECONDS", 15, minimum=1, unit="seconds")
+EXPORT_STALL_SECONDS = env_int("EXPORT_STALL_SECONDS", 120, minimum=1, unit="seconds")
 MEDIA_ROOT = env("MEDIA_ROOT", str(BASE_DIR / "var" / "media"))
 
 # --- i18n / static --------------------------------------------------------
@@ -333,11 +373,17 @@ SPECTACULAR_SETTINGS = {
         "email and password). Errors are RFC 9457 problem details. POST accepts an `Idempotency-Key` header."
     ),
     "VERSION": "1.0.0",
+    # 3.1 (JSON Schema 2020-12) can say what a free-form JSON object may hold
+    # (propertyNames); 3.0 cannot.
+    "OAS_VERSION": "3.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # PATCH bodies are validated as declared (optional fields say so), not
+    # as "everything optional", which is what a split PATCH component claims.
+    "COMPONENT_SPLIT_PATCH": False,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "POSTPROCESSING_HOOKS": [
@@ -351,30 +397,61 @@ SPECTACULAR_SETTINGS = {
     },
 }
 # Bulk requests (500 documents, 1,000 events) fit; larger bodies get 413.
-DATA_UPLOAD_MAX_MEMORY_SIZE = int(env("DATA_UPLOAD_MAX_MEMORY_SIZE", str(5 * 1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024, minimum=1, unit="bytes")
 IDEMPOTENCY_KEY_SECONDS = 24 * 3600
 
 # --- rate limits, caching, load shedding ----------------------------------
 RATE_LIMIT_PREFIX = env("RATE_LIMIT_PREFIX", "rl")
 # An API key may use this share of its tenant's per-minute limit.
-RATE_LIMIT_KEY_SHARE = float(env("RATE_LIMIT_KEY_SHARE", "0.5"))
+RATE_LIMIT_KEY_SHARE = env_float("RATE_LIMIT_KEY_SHARE", 0.5, minimum=0)
 # Expensive endpoints: their own lower limit, a share of the tenant's.
 RATE_LIMIT_SCOPES = {"search": 0.25, "exports": 0.02, "bulk": 0.05}
-CACHE_DEFAULT_SECONDS = int(env("CACHE_DEFAULT_SECONDS", "300"))
+# Callers without credentials (token exchange, invitation acceptance, signed
+# download links) have budgets of their own, so a stranger who knows a
+# tenant's host cannot spend its members' requests: the tenant's anonymous
+# bucket (a share of the plan's rate) and one per client address.
+RATE_LIMIT_ANON_SHARE = env_float("RATE_LIMIT_ANON_SHARE", 0.5, minimum=0)
+RATE_LIMIT_ANON_ADDRESS_PER_MINUTE = env_int("RATE_LIMIT_ANON_ADDRESS_PER_MINUTE", 30, minimum=1)
+# Password guesses: after this many attempts per account (any tenant) or per
+# address and tenant, each further attempt waits 1 s, 2 s, 4 s ... up to the
+# maximum; counts are forgotten a window after the last attempt.
+RATE_LIMIT_PASSWORD_FAILURES_PER_ACCOUNT = env_int("RATE_LIMIT_PASSWORD_FAILURES_PER_ACCOUNT", 5, minimum=1)
+RATE_LIMIT_PASSWORD_FAILURES_PER_ADDRESS = env_int("RATE_LIMIT_PASSWORD_FAILURES_PER_ADDRESS", 20, minimum=1)
+RATE_LIMIT_PASSWORD_LOCKOUT_MAX_SECONDS = env_int("RATE_LIMIT_PASSWORD_LOCKOUT_MAX_SECONDS", 900, minimum=1,
+                                                  unit="seconds")
+RATE_LIMIT_PASSWORD_WINDOW_SECONDS = env_int("RATE_LIMIT_PASSWORD_WINDOW_SECONDS", 3600, minimum=1, unit="seconds")
+# After a Redis error, limits use in-process buckets this long before Redis
+# is tried again: a hung Redis costs one timeout per process and period.
+RATE_LIMIT_REDIS_RETRY_SECONDS = env_float("RATE_LIMIT_REDIS_RETRY_SECONDS", 2.0, minimum=0, unit="seconds")
+# Load balancers (CIDRs) whose X-Forwarded-For is believed when choosing the
+# client address of per-address limits; the header of anyone else is
+# ignored, as a client can write whatever it likes there.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", "")
+CACHE_DEFAULT_SECONDS = env_int("CACHE_DEFAULT_SECONDS", 300, minimum=0, unit="seconds")
 TENANT_CACHE_ENABLED = env_bool("TENANT_CACHE_ENABLED", True)
+# Each process probes Redis this often with this (shorter) timeout, so an
+# outage that makes a request's invalidation time out is seen by every process
+# (keep interval + 2 x timeout <= REDIS_TIMEOUT_SECONDS; apps/caching/health.py).
+REDIS_HEALTH_INTERVAL_SECONDS = env_float("REDIS_HEALTH_INTERVAL_SECONDS", 0.15, minimum=0.01, unit="seconds")
+REDIS_HEALTH_TIMEOUT_SECONDS = env_float("REDIS_HEALTH_TIMEOUT_SECONDS", 0.15, minimum=0.01, unit="seconds")
+# Invalidations that could not reach Redis are recorded and re-applied this often.
+CACHE_INVALIDATION_SWEEP_SECONDS = env_float("CACHE_INVALIDATION_SWEEP_SECONDS", 5, minimum=0.5, unit="seconds")
+CELERY_BEAT_SCHEDULE["sweep-cache-invalidations"] = {"task": "caching.sweep_invalidations",
+                                                     "schedule": CACHE_INVALIDATION_SWEEP_SECONDS}
+CELERY_TASK_ROUTES["caching.*"] = {"queue": "maintenance"}
 SHED_ENABLED = env_bool("SHED_ENABLED", True)
 # Requests one worker process works on at once (gthread threads); low-priority
 # work may fill only part of it, so critical requests always find a thread.
-SHED_CAPACITY = int(env("SHED_CAPACITY", env("GUNICORN_THREADS", "8")))
+SHED_CAPACITY = env_int("SHED_CAPACITY", env_int("GUNICORN_THREADS", 8, minimum=1), minimum=1)
 SHED_SHARES = {"critical": 1.0, "normal": 0.75, "low": 0.4}
 
 # --- accounts -------------------------------------------------------------
-USER_TOKEN_SECONDS = int(env("USER_TOKEN_SECONDS", str(12 * 3600)))
-INVITATION_SECONDS = int(env("INVITATION_SECONDS", str(7 * 24 * 3600)))
+USER_TOKEN_SECONDS = env_int("USER_TOKEN_SECONDS", 12 * 3600, minimum=1, unit="seconds")
+INVITATION_SECONDS = env_int("INVITATION_SECONDS", 7 * 24 * 3600, minimum=1, unit="seconds")
 # Links in emails (invitations, password resets, export downloads): scheme,
 # host and port as people reach a tenant; {host} is the tenant's primary host.
 TENANT_BASE_URL = env("TENANT_BASE_URL", "https://{host}")
-PASSWORD_RESET_TIMEOUT = int(env("PASSWORD_RESET_TIMEOUT", "3600"))
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600, minimum=60, unit="seconds")
 
 # --- observability --------------------------------------------------------
 PROMETHEUS_EXPORT_MIGRATIONS = False
@@ -382,10 +459,11 @@ PROMETHEUS_EXPORT_MIGRATIONS = False
 # (gunicorn also binds OPS_PORT when it is set; no ingress or load balancer
 # routes to it) or to `Authorization: Bearer <OPS_TOKEN>`. Everyone else gets
 # 404 for /metrics and a bare status from /readyz.
-OPS_PORT = int(env("OPS_PORT", "0")) or None
+OPS_PORT = env_int("OPS_PORT", 0, minimum=0) or None
 OPS_TOKEN = env("OPS_TOKEN", "")
-LOG_LEVEL = env("LOG_LEVEL", "INFO")
-LOG_FORMAT = env("LOG_FORMAT", "json")  # "json" or "console"
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", LOG_LEVELS)
+LOG_FORMAT = env_choice("LOG_FORMAT", "json", ["json", "console"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

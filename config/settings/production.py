@@ -1,19 +1,30 @@
 """Production: secrets must come from the environment; HTTPS everywhere."""
 
-from django.core.exceptions import ImproperlyConfigured
-
 from .base import *  # noqa: F403
-from .base import SECRET_KEY, env, env_bool
+from .base import env_bool, env_int
+from .environment import require
 
-if SECRET_KEY.startswith("insecure-"):
-    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production")
+# Each of these has a default that points at this machine (a local database,
+# Redis, mail catcher, `localhost` hosts) or is a known development key; in
+# production that default would start a process that serves nobody or leaks
+# sessions, so the process refuses to start and names every one not set.
+REQUIRED_VARIABLES = [
+    "DJANGO_SECRET_KEY",
+    "DJANGO_ALLOWED_HOSTS",
+    "PLATFORM_DOMAIN",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "EMAIL_HOST",
+    "EMAIL_PORT",
+]
+require(REQUIRED_VARIABLES, why="production settings need these environment variables")
 
 DEBUG = False
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
-SECURE_HSTS_SECONDS = int(env("SECURE_HSTS_SECONDS", str(30 * 24 * 3600)))
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 30 * 24 * 3600, minimum=0, unit="seconds")
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 # TLS ends at the load balancer, which redirects HTTP; probes reach pods over
 # plain HTTP, so the app itself does not redirect.

@@ -1,16 +1,21 @@
 """Test suite: the same real services as production, faster hashing."""
 
 from .base import *  # noqa: F403
-from .base import CACHES, env
+from .base import CACHES, LOG_LEVELS, env, env_bool, env_choice, env_float
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Each test run keeps its cache entries apart from a developer's running platform.
 CACHES["default"]["KEY_PREFIX"] = env("CACHE_KEY_PREFIX", "saas-test")
-LOG_LEVEL = env("LOG_LEVEL", "WARNING")
+LOG_LEVEL = env_choice("LOG_LEVEL", "WARNING", LOG_LEVELS)
 LOGGING["root"]["level"] = LOG_LEVEL  # noqa: F405
 # Most tests run inside a transaction that a replica cannot see; the tests
-# of replica routing switch this on and use committed data.
-REPLICA_READS = False
+# of replica routing switch this on and use committed data (the processes
+# that fault tests start, through the environment).
+REPLICA_READS = env_bool("REPLICA_READS", False)
+# This process opens every alias for each database test: a remembered
+# refused connect (a timeout on a loaded machine) would fail the next tests
+# for seconds. The fault tests that exercise it set it themselves.
+PRIMARY_RECHECK_SECONDS = env_float("PRIMARY_RECHECK_SECONDS", 0, minimum=0, unit="seconds")
 
 # Messages sent by tests go to their own Redis database, never to a running
 # platform's queues; worker processes started by tests use the same.

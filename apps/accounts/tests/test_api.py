@@ -138,3 +138,37 @@ def test_unknown_member_or_key_is_404(api, alpha):
     admin = api(alpha, role="owner")
     assert admin.patch("members/999999", {"role": "viewer"}).status_code == 404
     assert admin.delete("api-keys/999999").status_code == 404
+
+
+def test_only_an_owner_removes_or_demotes_an_owner_by_every_path(api, alpha, django_user_model):
+    from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+    from django.test import Client
+
+    from apps.accounts import services
+
+    owner = api(alpha, role="owner")
+    second_owner = api(alpha, role="owner")
+    admin = api(alpha, role="admin")
+    target = Membership.objects.get(tenant=alpha, user=second_owner.principal)
+    # Two owners: an admin still may not remove or demote either (DELETE used to allow it).
+    assert admin.delete(f"members/{target.pk}").status_code == 403
+    assert admin.patch(f"members/{target.pk}", {"role": "member"}).status_code == 403
+    assert Membership.objects.get(pk=target.pk).role == "owner"
+    with pytest.raises(DjangoPermissionDenied):
+        services.membership_remove(membership=target, acting_role="admin")
+    with pytest.raises(DjangoPermissionDenied):
+        services.membership_change_role(membership=target, role="viewer", acting_role="admin")
+    # An owner may.
+    assert owner.delete(f"members/{target.pk}").status_code == 204
+
+    # The operator admin acts as an owner but keeps the last owner.
+    for extra in Membership.objects.filter(tenant=alpha, role="owner").exclude(user=owner.principal):
+        extra.delete()
+    last = Membership.objects.get(tenant=alpha, role="owner")
+    django_user_model.objects.create_superuser(email="ops@platform.test", password="ops-pass")
+    operator = Client(HTTP_HOST="localhost")
+    operator.post("/admin/login/?next=/admin/", {"username": "ops@platform.test", "password": "ops-pass"})
+    demote = operator.post(f"/admin/accounts/membership/{last.pk}/change/", {"role": "member"})
+    assert demote.status_code == 200 and b"at least one owner" in demote.content
+    assert operator.post(f"/admin/accounts/membership/{last.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert Membership.objects.get(pk=last.pk).role == "owner"

@@ -122,3 +122,12 @@ def test_operators_grant_access_in_the_operator_admin(alpha, operator):
     refused = client.post("/admin/accounts/supportgrant/add/", {
         "tenant": alpha.pk, "operator": operator.pk, "reason": "", "hours": "2"})
     assert refused.status_code == 200 and SupportGrant.objects.count() == 1
+
+
+def test_owners_find_support_requests_in_their_audit_log(api, alpha, operator):
+    support_grant_create(tenant_id=alpha.pk, operator=operator, reason="ticket 77", hours=1)
+    assert bearer(alpha, operator).get("/api/v1/documents").status_code == 200
+    listed = api(alpha, role="owner").get("audit?action=access")
+    assert listed.status_code == 200, listed.content
+    rows = listed.json()["results"]
+    assert rows and rows[0]["actor_type"] == "support" and rows[0]["changes"]["reason"] == "ticket 77"

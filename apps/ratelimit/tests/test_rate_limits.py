@@ -9,6 +9,7 @@ import pytest
 from apps.billing.models import Plan
 from apps.billing.services import subscription_change_plan
 from apps.ratelimit import buckets
+from apps.tenancy.models import Tenant
 
 pytestmark = pytest.mark.django_db
 
@@ -45,7 +46,8 @@ def test_a_plan_change_applies_without_a_restart(api, alpha):
     Plan.objects.filter(code="free").update(rate_limit_per_minute=2)
     client = api(alpha, role="member")
     assert [client.get("me").status_code for _ in range(3)] == [200, 200, 429]
-    subscription_change_plan(tenant=alpha, plan_code="pro")  # 1,200 per minute
+    # A copy: the service updates the instance it is given, and alpha is shared by the session.
+    subscription_change_plan(tenant=Tenant.objects.get(pk=alpha.pk), plan_code="pro")  # 1,200 per minute
     # The bucket refills at the new rate and holds the new capacity at once.
     response = client.get("me")
     assert response["RateLimit-Limit"] != "2"

@@ -39,3 +39,30 @@ def test_export_input_errors(api, alpha, body):
 def test_unknown_export_is_404(api, alpha):
     assert api(alpha).get("exports/00000000-0000-0000-0000-000000000000").status_code == 404
     assert api(alpha).get("exports/not-a-uuid").status_code == 404
+
+
+def test_the_status_shows_attempts_and_a_stalled_export(api, alpha, settings):
+    """A second attempt (a retry, or a redelivery after its worker died) and a
+    running export with no progress for EXPORT_STALL_SECONDS show as such."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    settings.EXPORT_STALL_SECONDS = 60
+    client = api(alpha, role="member")
+    with tenant_activated(alpha):
+        export = ExportRequest.objects.create(kind="documents", status=ExportRequest.Status.RUNNING, attempts=2,
+                                              heartbeat_at=timezone.now())
+    shown = client.get(f"exports/{export.pk}").json()
+    assert (shown["status"], shown["status_label"], shown["attempts"], shown["stalled"]) == (
+        "running", "running (attempt 2)", 2, False)
+
+    with tenant_activated(alpha):
+        ExportRequest.objects.filter(pk=export.pk).update(heartbeat_at=timezone.now() - dt.timedelta(seconds=61))
+    shown = client.get(f"exports/{export.pk}").json()
+    assert (shown["status"], shown["status_label"], shown["stalled"]) == ("running", "stalled (attempt 2)", True)
+
+    with tenant_activated(alpha):
+        ExportRequest.objects.filter(pk=export.pk).update(status=ExportRequest.Status.DONE)
+    shown = client.get(f"exports/{export.pk}").json()
+    assert (shown["status_label"], shown["stalled"], shown["attempts"]) == ("done", False, 2)

@@ -75,3 +75,21 @@ def test_a_finished_export_is_not_redone(api, alpha, run_jobs):
     export_id = run_jobs(lambda: client.post("exports", {"kind": "documents"})).json()["id"]
     with tenant_activated(alpha):
         assert run_export.apply(args=[export_id], headers={"tenant_id": alpha.pk}).get() == "already done"
+
+
+def test_an_export_whose_task_gives_up_says_failed(api, alpha, settings, tmp_path):
+    """A dead-lettered export shows failed with the error, not running forever."""
+    from apps.jobs.models import DeadLetter
+    from apps.reports.tasks import run_export
+
+    not_a_directory = tmp_path / "media-is-a-file"
+    not_a_directory.write_text("")
+    settings.MEDIA_ROOT = str(not_a_directory)  # the file cannot be stored: retrying cannot help
+    client = api(alpha, role="member")
+    export_id = client.post("exports", {"kind": "documents"}).json()["id"]
+    # As a worker runs it (failures handled, not raised).
+    run_export.apply(args=[export_id], headers={"tenant_id": alpha.pk, "tenant_slug": alpha.slug})
+    status = client.get(f"exports/{export_id}").json()
+    assert status["status"] == status["status_label"] == "failed" and status["attempts"] == 1
+    assert status["error"].startswith("NotADirectoryError") and status["download_url"] is None
+    assert DeadLetter.objects.filter(task_name="reports.run_export", args=[export_id]).exists()

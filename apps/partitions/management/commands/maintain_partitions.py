@@ -6,7 +6,10 @@ from apps.tenancy import planes
 
 
 class Command(BaseCommand):
-    help = "Create monthly partitions ahead and retire those past retention, in every tenant schema."
+    help = (
+        "Create monthly partitions ahead (moving in rows that waited in the DEFAULT partition) and retire "
+        "those past retention, in every tenant schema."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--months-ahead", type=int, default=settings.PARTITION_MONTHS_AHEAD)
@@ -27,7 +30,9 @@ class Command(BaseCommand):
         summary = (
             f"{result.schemas} schema(s): {result.created} partition(s) "
             f"{'to create' if options['dry_run'] else 'created'}, {result.dropped} "
-            f"{'to drop' if options['dry_run'] else 'dropped'}, {len(result.failed)} failed"
+            f"{'to drop' if options['dry_run'] else 'dropped'}, {result.moved_rows} row(s) "
+            f"{'to move' if options['dry_run'] else 'moved'} out of default partitions, "
+            f"{result.default_rows} left there, {len(result.failed)} failed"
         )
         if result.failed:
             raise CommandError(summary)

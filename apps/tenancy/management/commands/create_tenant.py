@@ -2,7 +2,6 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand
 
 from apps.tenancy.cli import validation_error_to_command_error
-from apps.tenancy.models import Tenant
 from apps.tenancy.services import public_tenant_ensure, shard_register_configured, tenant_create
 
 
@@ -14,7 +13,7 @@ class Command(BaseCommand):
         parser.add_argument("--name", required=True)
         parser.add_argument("--admin-email", required=True)
         parser.add_argument("--domain", help="host name (default: <slug>.<PLATFORM_DOMAIN>)")
-        parser.add_argument("--plan", default=Tenant.Plan.FREE, choices=Tenant.Plan.values)
+        parser.add_argument("--plan", help="plan code (default: the lowest-ranked plan)")
         parser.add_argument("--admin-password", help="password for a new owner account (default: generated)")
         parser.add_argument("--shard", help="shard name (default: the least loaded active shard)")
 
@@ -38,6 +37,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"{verb} tenant {tenant.slug} (schema {tenant.schema_name})"))
         self.stdout.write(f"  host:  {result.domain}")
         self.stdout.write(f"  shard: {tenant.shard.name}")
+        self.stdout.write(f"  plan:  {tenant.plan.code}")
         if result.created:
             self.stdout.write(f"  provisioned in {result.seconds:.2f}s")
         self.stdout.write(f"  owner: {result.admin_email}")

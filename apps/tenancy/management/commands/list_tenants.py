@@ -7,9 +7,9 @@ class Command(BaseCommand):
     help = "List tenants with their plan, status, schema and host."
 
     def handle(self, *args, **options):
-        tenants = list(tenant_list().prefetch_related("domains"))
+        tenants = list(tenant_list().select_related("plan").prefetch_related("domains"))
         self.stdout.write(f"{'slug':<24} {'plan':<11} {'status':<10} {'schema':<28} host")
         for tenant in tenants:
             host = tenant_primary_hostname(tenant) or "-"
-            self.stdout.write(f"{tenant.slug:<24} {tenant.plan:<11} {tenant.status:<10} {tenant.schema_name:<28} {host}")
+            self.stdout.write(f"{tenant.slug:<24} {tenant.plan.code:<11} {tenant.status:<10} {tenant.schema_name:<28} {host}")
         self.stdout.write(f"{len(tenants)} tenant(s)")
