@@ -10,6 +10,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib.auth.tokens import default_token_generator
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.encoding import force_bytes, force_str
@@ -19,6 +20,7 @@ from .models import Membership, User
 from .services import normalize_email
 
 MIN_PASSWORD_LENGTH = 10
+RESET_EMAIL_INTERVAL_SECONDS = 300
 
 
 @transaction.atomic
@@ -38,6 +40,10 @@ def password_reset_request(*, tenant, email: str) -> bool:
         return False
     user = User.objects.filter(email=email, is_active=True).first()
     if user is None or not Membership.objects.filter(user=user, tenant_id=tenant.pk).exists():
+        return False
+    # At most one email per account every RESET_EMAIL_INTERVAL: the page
+    # answers anyone, and must not become a way to flood a member's inbox.
+    if not cache.add(f"accounts:password-reset:{user.pk}", 1, RESET_EMAIL_INTERVAL_SECONDS):
         return False
     uid = urlsafe_base64_encode(force_bytes(user.pk))
     token = default_token_generator.make_token(user)

@@ -92,3 +92,10 @@ def test_a_forged_reset_link_is_refused(alpha):
     response = page(alpha).post("/password/reset/confirm", {"uid": "MQ", "token": "forged", "password": "x" * 12,
                                                             "password_again": "x" * 12})
     assert response.status_code == 400 and b"no longer works" in response.content
+
+
+def test_password_reset_emails_an_account_at_most_once_in_a_while(alpha):
+    before = OutboxMessage.objects.filter(kwargs__template="password_reset").count()
+    for _ in range(5):
+        assert page(alpha).post("/password/reset", {"email": "owner@alpha.test"}).status_code == 200
+    assert OutboxMessage.objects.filter(kwargs__template="password_reset").count() == before + 1
