@@ -236,14 +236,14 @@ def test_a_task_meeting_a_moving_tenant_retries_and_runs_where_the_tenant_is_now
                     SearchEntry.objects.all().delete()
 
                 # Writes frozen: the task waits for the freeze to end.
-                Tenant.objects.filter(pk=tenant.pk).update(writes_frozen=True)
+                Tenant.objects.filter(pk=tenant.pk).update(writes_frozen_until="2999-01-01T00:00:00Z")  # a lease
                 busy_before = worker.log_text().count("TenantBusy")
                 with tenant_activated(moved_tenant):
                     index_documents.delay([doc.pk])
                     wait_until(lambda: worker.log_text().count("TenantBusy") > busy_before, 30,
                                message="retried while frozen")
                     assert not SearchEntry.objects.exists()
-                    Tenant.objects.filter(pk=tenant.pk).update(writes_frozen=False)
+                    Tenant.objects.filter(pk=tenant.pk).update(writes_frozen_until=None)
                     wait_until(lambda: SearchEntry.objects.filter(document_id=doc.pk).exists(), 60,
                                message="indexed after the freeze")
                 assert not DeadLetter.objects.filter(tenant_slug=slug).exists()

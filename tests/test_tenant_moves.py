@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from contextlib import contextmanager
 from io import StringIO
+from pathlib import Path
 
+import psycopg
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import OperationalError
+from django.db import OperationalError, connections
 from django.test import Client
+from django.utils import timezone
 
 from apps.audit.models import AuditEntry
 from apps.content.models import Document
@@ -17,8 +26,10 @@ from apps.content.services import document_create
 from apps.partitions.partitions import month_start
 from apps.tenancy import moves, schemas
 from apps.tenancy.activation import tenant_activated
-from apps.tenancy.models import Shard, Tenant
-from tests.support import committed_tenant, temporary_shard
+from apps.tenancy.models import Move, Shard, Tenant
+from tests.support import ROOT, command_output, committed_tenant, manage, process_env, temporary_shard
+from tests.support import test_database_url as database_url
+from tests.workers import wait_until
 
 TABLES = ["audit_entry", "content_document", "search_searchentry"]
 
@@ -164,3 +175,351 @@ def test_move_to_a_read_only_shard_is_refused(tenants):
     with pytest.raises(CommandError, match="takes no tenants"):
         call_command("move_tenant", "alpha", target.name, stdout=StringIO())
     assert Tenant.objects.get(slug="alpha").shard.name == "main"
+
+
+# --- moves under live traffic, with the mover killed for real ------------------
+
+# The mover's lease in the subprocess: a killed mover's freeze lapses within it.
+LEASE_SECONDS = 3
+
+
+class Writer(threading.Thread):
+    """Creates documents through the API about 30 times a second; keeps what was acknowledged."""
+
+    def __init__(self, tenant: Tenant):
+        super().__init__(daemon=True)
+        from apps.accounts.models import User
+        from apps.accounts.tokens import issue_user_token
+
+        owner = User.objects.get(email=f"owner@{tenant.slug}.test")
+        self.client = Client(HTTP_HOST=f"{tenant.slug}.localhost", raise_request_exception=False,
+                             HTTP_AUTHORIZATION=f"Bearer {issue_user_token(user_id=owner.pk, tenant_id=tenant.pk)}")
+        self.acked: list[tuple[str, float]] = []
+        self.refused: list[tuple[int, float]] = []
+        self.halt = threading.Event()
+        self.started_at = self.stopped_at = 0.0
+
+    def run(self) -> None:
+        self.started_at = time.monotonic()
+        try:
+            n = 0
+            while not self.halt.is_set():
+                n += 1
+                began = time.monotonic()
+                response = self.client.post("/api/v1/documents", {"title": f"w{n}"}, content_type="application/json")
+                if response.status_code == 201:
+                    self.acked.append((f"w{n}", time.monotonic()))
+                else:
+                    self.refused.append((response.status_code, time.monotonic()))
+                time.sleep(max(0.0, 1 / 30 - (time.monotonic() - began)))
+        finally:
+            self.stopped_at = time.monotonic()
+            connections.close_all()
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=15)
+
+    @property
+    def attempts_per_second(self) -> float:
+        return (len(self.acked) + len(self.refused)) / max(self.stopped_at - self.started_at, 1e-9)
+
+    def acked_after(self, moment: float) -> bool:
+        return any(at > moment for _, at in self.acked)
+
+
+@contextmanager
+def writing(tenant: Tenant):
+    from apps.billing.models import Plan
+
+    limits = Plan.objects.filter(pk=tenant.plan_id).values("rate_limit_per_minute", "max_documents").get()
+    Plan.objects.filter(pk=tenant.plan_id).update(rate_limit_per_minute=1_000_000, max_documents=1_000_000)
+    writer = Writer(tenant)
+    writer.start()
+    try:
+        wait_until(lambda: len(writer.acked) >= 5, 20, interval=0.05, message="writes acknowledged")
+        yield writer
+    finally:
+        writer.stop()
+        Plan.objects.filter(pk=tenant.plan_id).update(**limits)
+
+
+def assert_no_acknowledged_write_lost(tenant: Tenant, writer: Writer) -> None:
+    tenant = Tenant.objects.select_related("shard").get(pk=tenant.pk)
+    titles = [title for title, _ in writer.acked]
+    with tenant_activated(tenant):
+        stored = set(Document.objects.filter(title__in=titles).values_list("title", flat=True))
+    assert not set(titles) - stored, f"acknowledged but lost: {sorted(set(titles) - stored)[:10]}"
+
+
+class Mover:
+    """``manage.py move_tenant`` as a real process (output in a file)."""
+
+    def __init__(self, *args: str, **env: str):
+        self.log = tempfile.NamedTemporaryFile(prefix="mover-", suffix=".log", delete=False)
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "move_tenant", *args], cwd=ROOT, stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=process_env(MOVE_LEASE_SECONDS=str(LEASE_SECONDS), MOVE_DRAIN_SECONDS="1", **env))
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def kill(self) -> float:
+        self.process.kill()
+        self.process.wait(timeout=10)
+        return time.monotonic()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.kill()
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
+
+
+def open_move_of(tenant: Tenant) -> Move | None:
+    return Move.objects.filter(tenant=tenant).order_by("-pk").first()
+
+
+def waiting_statements(alias: str, prefix: str) -> int:
+    with psycopg.connect(database_url(alias), autocommit=True) as conn:
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND query ILIKE %s", [prefix + "%"]).fetchone()[0]
+
+
+def terminate_waiting(alias: str, prefix: str) -> None:
+    with psycopg.connect(database_url(alias), autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+                     "AND wait_event_type = 'Lock' AND query ILIKE %s", [prefix + "%"])
+
+
+def test_mover_killed_in_the_copy_loses_no_write_and_its_freeze_lapses(tenants, django_db_blocker, settings):
+    """SIGKILL while the source is locked and the copy is stuck on the target;
+    meanwhile a second mover refuses; the recovery task rolls the move back."""
+    with django_db_blocker.unblock(), committed_tenant("killcopy") as tenant:
+        source, target = tenant.shard, Shard.objects.get(name=other_shard_name(tenant))
+        if target == source:
+            pytest.skip("needs two shards")
+        fill(tenant, documents=10)
+        with writing(tenant) as writer:
+            mover = Mover("killcopy", target.name)
+            try:
+                wait_until(lambda: (m := open_move_of(tenant)) and m.phase == Move.Phase.COPY, 30, interval=0.02,
+                           message="mover in its copy phase")
+                # A session on the target holds a table the copy must truncate: the copy hangs there.
+                with psycopg.connect(database_url(target.alias)) as blocker:
+                    blocker.execute("LOCK TABLE t_killcopy.content_document IN ACCESS SHARE MODE")
+                    wait_until(lambda: waiting_statements(target.alias, "TRUNCATE"), 20, message="copy stuck")
+                    frozen = Tenant.objects.get(pk=tenant.pk)
+                    assert frozen.writes_frozen and not frozen.accepts_writes
+                    wait_until(lambda: any(code == 503 for code, _ in writer.refused), 10, message="a 503")
+
+                    second = manage("move_tenant", "killcopy", target.name, timeout=60)
+                    assert second.returncode != 0
+                    assert "being moved by another process" in second.stderr, second.stderr
+
+                    killed_at, killed_wall = mover.kill(), timezone.now()
+                    blocker.rollback()
+                # The lease lapses by itself: writes are acknowledged again on the source.
+                wait_until(lambda: writer.acked_after(killed_at), LEASE_SECONDS + 10, interval=0.05,
+                           message="writes acknowledged after the kill")
+                reopened = min(at for _, at in writer.acked if at > killed_at) - killed_at
+                lapsed = Tenant.objects.get(pk=tenant.pk)
+                assert lapsed.writes_frozen_until <= killed_wall + dt.timedelta(seconds=LEASE_SECONDS + 0.5)
+                assert reopened < LEASE_SECONDS + 2, reopened
+                assert open_move_of(tenant).finished_at is None
+            finally:
+                mover.close()
+            # Beat's recovery task: the dead mover's move is rolled back.
+            settings.MOVE_LEASE_SECONDS = 0.5
+            time.sleep(1.1)
+            assert moves.recover_stale_moves() == {"rolled_back": 1, "finished": 0, "busy": 0, "failed": 0}
+            time.sleep(0.5)  # writes go on during and after
+        move = open_move_of(tenant)
+        assert move.phase == Move.Phase.ROLLED_BACK and move.finished_at is not None
+        tenant.refresh_from_db()
+        assert tenant.shard == source and tenant.accepts_writes
+        assert not schemas.schema_exists(target.alias, "t_killcopy")
+        assert_no_acknowledged_write_lost(tenant, writer)
+        print(f"writer: {writer.attempts_per_second:.1f} writes/s; writes acknowledged {reopened:.2f}s after the kill")
+        assert writer.attempts_per_second >= 20
+
+
+def test_mover_killed_after_the_flip_loses_no_write_and_leaves_a_reported_orphan(tenants, django_db_blocker):
+    with django_db_blocker.unblock(), committed_tenant("killflip") as tenant:
+        source, target = tenant.shard, Shard.objects.get(name=other_shard_name(tenant))
+        if target == source:
+            pytest.skip("needs two shards")
+        fill(tenant, documents=10)
+        with writing(tenant) as writer, psycopg.connect(database_url(source.alias)) as reader:
+            # A long read on the source: harmless to the move, but the old copy cannot be dropped under it.
+            reader.execute("LOCK TABLE t_killflip.search_searchentry IN ACCESS SHARE MODE")
+            mover = Mover("killflip", target.name)
+            try:
+                wait_until(lambda: waiting_statements(source.alias, "DROP SCHEMA"), 40, interval=0.02,
+                           message="mover retiring the source copy")
+                move = open_move_of(tenant)
+                assert move.phase == Move.Phase.RETIRE
+                assert Tenant.objects.get(pk=tenant.pk).shard == target
+                killed_at = mover.kill()
+                # The mover's host is gone: its sessions end too (a statement already sent
+                # would otherwise still run to its end on the server).
+                terminate_waiting(source.alias, "DROP SCHEMA")
+                reader.rollback()
+            finally:
+                mover.close()
+            wait_until(lambda: writer.acked_after(killed_at + 0.5), 10, message="writes on the target")
+
+            listed = command_output("shard_orphans")
+            assert f"t_killflip_moved_{move.pk}" in listed and f"left by move {move.pk}" in listed, listed
+            resumed = manage("move_tenant", "killflip", "--resume", timeout=60)
+            assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+        move.refresh_from_db()
+        assert move.phase == Move.Phase.DONE
+        assert not schemas.schema_exists(source.alias, f"t_killflip_moved_{move.pk}")
+        assert f"t_killflip_moved_{move.pk}" not in command_output("shard_orphans")
+        tenant.refresh_from_db()
+        assert tenant.shard == target and tenant.accepts_writes
+        assert_no_acknowledged_write_lost(tenant, writer)
+        assert any(code == 503 for code, _ in writer.refused)  # the freeze was seen
+
+
+def test_the_table_lock_gives_way_to_a_client_transaction_instead_of_deadlocking(tenants, django_db_blocker,
+                                                                                   settings):
+    settings.MOVE_DRAIN_SECONDS = 0
+    with django_db_blocker.unblock(), committed_tenant("locky") as tenant:
+        source, target = tenant.shard, Shard.objects.get(name=other_shard_name(tenant))
+        if target == source:
+            pytest.skip("needs two shards")
+        outcome = {}
+
+        def move():
+            try:
+                outcome["report"] = moves.tenant_move(tenant=tenant, target=target)
+            except Exception as exc:  # noqa: BLE001 (asserted below)
+                outcome["error"] = exc
+            finally:
+                connections.close_all()
+
+        with psycopg.connect(database_url(source.alias)) as client:
+            # A client transaction that wrote one table and is about to write another, which the
+            # mover (locking tables in name order) holds while it waits for the first.
+            client.execute("LOCK TABLE t_locky.search_searchentry IN ROW EXCLUSIVE MODE")
+            mover = threading.Thread(target=move)
+            mover.start()
+            wait_until(lambda: waiting_statements(source.alias, "LOCK TABLE"), 20, interval=0.02,
+                       message="mover waiting for the client's table")
+            client.execute("LOCK TABLE t_locky.content_document IN ROW EXCLUSIVE MODE")  # no deadlock error
+            client.commit()
+            mover.join(timeout=30)
+        assert "error" not in outcome, outcome
+        assert outcome["report"].lock_attempts >= 2
+        tenant.refresh_from_db()
+        assert tenant.shard == target
+
+
+def test_verification_finds_a_difference_range_by_range(tenants, django_db_blocker, settings):
+    settings.MOVE_VERIFY_RANGE_ROWS = 10
+    with django_db_blocker.unblock(), committed_tenant("ranges") as tenant:
+        fill(tenant, documents=45)
+        alias = tenant.shard.alias
+        ranges = list(moves.range_checksums(alias, "t_ranges", "content_document"))
+        assert [r[0] for r in ranges] == [0, 1, 2, 3, 4] and sum(r[1] for r in ranges) == 44
+        with connections[alias].cursor() as cursor:
+            cursor.execute("CREATE SCHEMA t_ranges_copy")
+            cursor.execute("CREATE TABLE t_ranges_copy.content_document AS TABLE t_ranges.content_document")
+            cursor.execute("ALTER TABLE t_ranges_copy.content_document ADD PRIMARY KEY (id)")
+        try:
+            copied = moves._verify_table(alias, alias, "t_ranges", "content_document")
+            assert copied.rows == 44
+            with connections[alias].cursor() as cursor:
+                cursor.execute("UPDATE t_ranges_copy.content_document SET title = 'changed' WHERE id = "
+                               "(SELECT max(id) FROM t_ranges_copy.content_document)")
+            original = list(moves.range_checksums(alias, "t_ranges", "content_document"))
+            changed = list(moves.range_checksums(alias, "t_ranges_copy", "content_document"))
+            assert [a[0] for a, b in zip(original, changed, strict=True) if a != b] == [4]
+        finally:
+            schemas.drop_schema(alias, "t_ranges_copy")
+
+
+def test_orphans_are_listed_and_dropped_only_after_the_grace_period_with_yes(tenants, django_db_blocker):
+    with django_db_blocker.unblock():
+        alias = Shard.objects.get(name="main").alias
+        schemas.create_schema(alias, "t_nobody_left")
+        try:
+            listed = command_output("shard_orphans")
+            assert "t_nobody_left" in listed and "no tenant has this schema" in listed
+            assert "t_alpha " not in listed  # placed there by the registry
+            with pytest.raises(CommandError, match="--yes"):
+                command_output("shard_orphans", "--drop")
+            assert "dropped 0" in command_output("shard_orphans", "--drop", "--yes")  # inside the grace period
+            assert schemas.schema_exists(alias, "t_nobody_left")
+            assert "dropped 1" in command_output("shard_orphans", "--drop", "--yes", "--grace-hours", "0")
+            assert not schemas.schema_exists(alias, "t_nobody_left")
+        finally:
+            schemas.drop_schema(alias, "t_nobody_left")
+
+
+def test_rebalance_executes_its_plan_one_bounded_run_at_a_time(tenants, django_db_blocker, settings):
+    from apps.tenancy.selectors import rebalance_plan
+
+    settings.MOVE_DRAIN_SECONDS = 0
+    with django_db_blocker.unblock(), committed_tenant("newcomer") as tenant:
+        plan = rebalance_plan()
+        if not plan or plan[0][0] != "newcomer":
+            pytest.skip(f"needs two shards with the newcomer as the first planned move, got {plan}")
+        target = plan[0][2]
+        out = command_output("rebalance_shards", "--execute", "--max-moves", "1")
+        assert "[1/1] moving newcomer" in out and f"newcomer on {target}" in out and "1 move(s) made" in out
+        tenant.refresh_from_db()
+        assert tenant.shard.name == target
+        assert Move.objects.get(tenant=tenant).phase == Move.Phase.DONE
+        if not rebalance_plan():
+            assert "0 move(s) made; 0 left" in command_output("rebalance_shards", "--execute")
+
+
+def test_a_task_meeting_a_frozen_tenant_waits_for_the_lease_and_never_becomes_a_dead_letter(tenants,
+                                                                                             django_db_blocker):
+    """Frozen for longer than a busy tenant's retry budget (12 attempts): the
+    task keeps retrying, at most until the lease's deadline each time, writes
+    nothing while frozen, and runs once the lease lapses."""
+    from apps.jobs.models import DeadLetter
+    from apps.search.models import SearchEntry
+    from apps.search.tasks import index_documents
+    from tests.workers import CeleryWorker, live_broker
+
+    with live_broker("redis") as broker, django_db_blocker.unblock(), committed_tenant("frosty") as tenant:
+        worker = CeleryWorker(broker_url=broker["url"], queues="search", name="frosty").start()
+        renewing = threading.Event()
+        renewing.set()
+
+        def live_mover_lease():  # what a live mover's heartbeat does: a short lease, renewed
+            try:
+                while renewing.is_set():
+                    Tenant.objects.filter(pk=tenant.pk).update(
+                        writes_frozen_until=timezone.now() + dt.timedelta(seconds=1.5))
+                    time.sleep(0.5)
+            finally:
+                connections.close_all()
+
+        lease = threading.Thread(target=live_mover_lease, daemon=True)
+        try:
+            with tenant_activated(tenant):
+                document = document_create(title="frozen while indexed")
+                SearchEntry.objects.all().delete()
+            lease.start()
+            wait_until(lambda: Tenant.objects.get(pk=tenant.pk).writes_frozen, 5, message="frozen")
+            with tenant_activated(tenant):
+                index_documents.delay([document.pk])
+                wait_until(lambda: '"attempt": 14' in worker.log_text(), 50, interval=0.5,
+                           message="more retries than a busy tenant's budget")
+                assert not SearchEntry.objects.filter(document_id=document.pk).exists()
+                renewing.clear()
+                lease.join(timeout=5)
+                wait_until(lambda: SearchEntry.objects.filter(document_id=document.pk).exists(), 20,
+                           message="indexed once the lease lapsed")
+            assert not DeadLetter.objects.filter(tenant_slug="frosty").exists()
+        finally:
+            renewing.clear()
+            worker.stop()

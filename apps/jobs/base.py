@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from typing import NoReturn
 
 from celery import Task
@@ -112,7 +113,8 @@ class PlatformTask(Task):
             if tenant is None or tenant.shard is None:
                 raise PermanentError(f"{self.name}: no tenant {tenant_id!r} to run for")
             if not tenant.accepts_writes:
-                self.retry_tenant_busy(TenantBusy(f"tenant {tenant.slug} does not accept writes now"))
+                self.retry_tenant_busy(TenantBusy(f"tenant {tenant.slug} does not accept writes now"),
+                                       frozen_until=tenant.writes_frozen_until if tenant.writes_frozen else None)
             try:
                 with tenant_activated(tenant):
                     return super().__call__(*args, **kwargs)
@@ -141,11 +143,21 @@ class PlatformTask(Task):
             return True
         return not schema_exists(now.shard.alias, now.schema_name)
 
-    def retry_tenant_busy(self, exc: TenantBusy) -> NoReturn:
-        """Retry later with backoff; a dead letter after tenant_busy_max_retries."""
+    def retry_tenant_busy(self, exc: TenantBusy, *, frozen_until=None) -> NoReturn:
+        """Retry later with backoff; a dead letter after tenant_busy_max_retries.
+
+        Except for a write freeze: it is a lease that ends by itself (the move
+        finishes, or a dead mover's lease lapses), so the task waits no longer
+        than the lease's deadline between attempts, retries as often as it
+        takes, and is never a dead letter for it.
+        """
         countdown = get_exponential_backoff_interval(
             factor=int(self.retry_backoff), retries=self.request.retries, maximum=self.retry_backoff_max,
             full_jitter=self.retry_jitter)
+        if frozen_until is not None:
+            until_deadline = max(0.5, (frozen_until - timezone.now()).total_seconds()) + random.uniform(0, 1)
+            raise self.retry(exc=exc, countdown=min(countdown, until_deadline),
+                             max_retries=self.request.retries + 1)  # never reached
         limit = None if self.max_retries is None else max(self.max_retries, self.tenant_busy_max_retries)
         raise self.retry(exc=exc, countdown=countdown, max_retries=limit)
 

@@ -12,7 +12,7 @@ class DomainInline(admin.TabularInline):
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
     list_display = ["slug", "name", "plan", "status", "shard", "writes_frozen", "schema_name", "created_at"]
-    list_filter = ["plan", "status", "shard", "writes_frozen"]
+    list_filter = ["plan", "status", "shard"]
     list_select_related = ["plan", "shard"]
     search_fields = ["slug", "name"]
     # Moving a tenant copies its data; it goes through `manage.py move_tenant`.

@@ -8,7 +8,7 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import DisallowedHost
-from django.db import OperationalError
+from django.db import OperationalError, ProgrammingError
 from django.http import HttpRequest, HttpResponse
 from django.urls import set_urlconf
 
@@ -48,6 +48,19 @@ def read_your_writes_key(tenant, client: str) -> str:
 
 def reads_may_use_replica(tenant) -> bool:
     return settings.REPLICA_READS and planes.replica_alias(tenant.shard.alias) is not None
+
+
+MISSING_RELATION_STATES = frozenset({"42P01", "3F000"})  # undefined_table, invalid_schema_name
+
+
+def _moving(tenant, exception: ProgrammingError) -> bool:
+    """Did the request meet a tenant whose schema a move is switching?"""
+    cause = getattr(exception, "__cause__", None)
+    if getattr(cause, "sqlstate", None) not in MISSING_RELATION_STATES:
+        return False
+    from .models import Move
+
+    return Move.objects.filter(tenant_id=tenant.pk, finished_at__isnull=True).exists()
 
 
 def unavailable(detail: str, retry_after: int, code: str) -> HttpResponse:
@@ -125,6 +138,13 @@ class TenantMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         tenant = getattr(request, "tenant", None)
+        if isinstance(exception, ProgrammingError) and tenant is not None and _moving(tenant, exception):
+            # Between a move's switch of the source schema and the registry
+            # flip, the tenant's tables are briefly not where this request
+            # looked: the move is under way, so "try again shortly", not a 500.
+            logger.warning("tenant schema moved under a request", extra={"error": str(exception)[:200]})
+            return unavailable(f"Tenant '{tenant.slug}' is being moved; try again in a moment.",
+                               FROZEN_RETRY_AFTER_SECONDS, "tenant-moving")
         if isinstance(exception, OperationalError) and tenant is not None and tenant.shard is not None:
             other_copy = self._copy_to_rerun_on(request, tenant, exception)
             logger.warning("tenant shard unavailable", extra={

@@ -6,6 +6,7 @@ import re
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
 
 SLUG_PATTERN = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
@@ -81,9 +82,11 @@ class Tenant(TenantMixin):
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
     # Null only for the platform's own (public) tenant, which has no data schema.
     shard = models.ForeignKey(Shard, on_delete=models.PROTECT, null=True, blank=True, related_name="tenants")
-    # Set while the tenant is being moved between shards: reads go on, writes
-    # answer 503 with Retry-After.
-    writes_frozen = models.BooleanField(default=False)
+    # A write freeze is a lease, never a bare flag: writes answer 503 with
+    # Retry-After until this deadline, which the live mover keeps pushing
+    # ahead (apps/tenancy/moves.py). A mover that dies stops renewing it, so
+    # its tenant opens for writes again within MOVE_LEASE_SECONDS.
+    writes_frozen_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -111,6 +114,12 @@ class Tenant(TenantMixin):
         return self.status == self.Status.SUSPENDED
 
     @property
+    def writes_frozen(self) -> bool:
+        # Read from the (cached) row at request time, so a lapsed lease
+        # unfreezes the tenant even before anyone rewrites the row.
+        return self.writes_frozen_until is not None and timezone.now() < self.writes_frozen_until
+
+    @property
     def accepts_writes(self) -> bool:
         return not self.writes_frozen and (self.shard is None or self.shard.accepts_writes)
 
@@ -121,3 +130,53 @@ class Domain(DomainMixin):
 
     def __str__(self) -> str:
         return self.domain
+
+
+class Move(models.Model):
+    """One move of a tenant's schema from one shard to another, as a record.
+
+    Written by the mover at each phase and heartbeat, so an operator (or the
+    recovery task) can see where a move stands, resume it or roll it back
+    after the mover died. At most one unfinished move per tenant.
+    """
+
+    class Phase(models.TextChoices):
+        PREPARE = "prepare", "Prepare"  # target schema made and migrated; no freeze
+        COPY = "copy", "Copy"  # frozen; source locked; rows streamed to the target
+        VERIFY = "verify", "Verify"  # checksums by key range on both sides
+        FLIP = "flip", "Flip"  # source schema renamed away; registry switched
+        RETIRE = "retire", "Retire"  # the renamed source copy is dropped
+        DONE = "done", "Done"
+        ROLLED_BACK = "rolled_back", "Rolled back"
+
+    FINISHED = (Phase.DONE, Phase.ROLLED_BACK)
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="moves")
+    source = models.ForeignKey(Shard, on_delete=models.PROTECT, related_name="moves_out")
+    target = models.ForeignKey(Shard, on_delete=models.PROTECT, related_name="moves_in")
+    schema_name = models.CharField(max_length=63)
+    # The name the source schema gets at the switch, dropped in retire.
+    retired_schema = models.CharField(max_length=63)
+    phase = models.CharField(max_length=20, choices=Phase.choices, default=Phase.PREPARE)
+    rows_copied = models.BigIntegerField(default=0)
+    bytes_copied = models.BigIntegerField(default=0)
+    freeze_seconds = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    mover = models.CharField(max_length=200, blank=True)  # host:pid of the last process that worked on it
+    started_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant"], condition=models.Q(finished_at__isnull=True),
+                                    name="tenancy_move_one_open_per_tenant"),
+        ]
+
+    def __str__(self) -> str:
+        return f"move {self.pk} of {self.schema_name}: {self.source_id} -> {self.target_id} ({self.phase})"
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None

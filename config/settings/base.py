@@ -190,6 +190,24 @@ for _shard, _url in SHARD_REPLICA_URLS.items():
     # replication; it must not try to create one itself.
     _replica["TEST"] = {"MIRROR": SHARD_ALIAS_PREFIX + _shard}
     DATABASES[SHARD_ALIAS_PREFIX + _shard + REPLICA_ALIAS_SUFFIX] = _replica
+# Tenant moves (apps/tenancy/moves.py). The write freeze is a lease the mover
+# renews every third of MOVE_LEASE_SECONDS: a dead mover's tenant opens for
+# writes again within that time. After freezing, the mover waits
+# MOVE_DRAIN_SECONDS for requests that passed the freeze check to finish, then
+# locks every source table in one statement that waits at most
+# MOVE_LOCK_TIMEOUT_SECONDS, below PostgreSQL's deadlock_timeout (1 s), so the
+# mover, never a client's write, is the side that gives way; it tries
+# MOVE_LOCK_ATTEMPTS times. Verification compares checksums per range of
+# MOVE_VERIFY_RANGE_ROWS primary-key values. Beat looks for moves whose mover
+# stopped heartbeating every MOVE_RECOVERY_SECONDS; schemas no registry entry
+# explains are dropped by `shard_orphans --drop` only after ORPHAN_GRACE_HOURS.
+MOVE_LEASE_SECONDS = env_float("MOVE_LEASE_SECONDS", 30, minimum=1, unit="seconds")
+MOVE_DRAIN_SECONDS = env_float("MOVE_DRAIN_SECONDS", 1, minimum=0, unit="seconds")
+MOVE_LOCK_TIMEOUT_SECONDS = env_float("MOVE_LOCK_TIMEOUT_SECONDS", 0.5, minimum=0.05, unit="seconds")
+MOVE_LOCK_ATTEMPTS = env_int("MOVE_LOCK_ATTEMPTS", 20, minimum=1)
+MOVE_VERIFY_RANGE_ROWS = env_int("MOVE_VERIFY_RANGE_ROWS", 10_000, minimum=1)
+MOVE_RECOVERY_SECONDS = env_float("MOVE_RECOVERY_SECONDS", 30, minimum=1, unit="seconds")
+ORPHAN_GRACE_HOURS = env_float("ORPHAN_GRACE_HOURS", 24, minimum=0, unit="hours")
 # Tenant reads go to a shard's replica when one is configured and this is on.
 REPLICA_READS = env_bool("REPLICA_READS", True)
 # A replica further behind than this (bytes of WAL), or unreachable, is
@@ -439,6 +457,9 @@ CACHE_INVALIDATION_SWEEP_SECONDS = env_float("CACHE_INVALIDATION_SWEEP_SECONDS",
 CELERY_BEAT_SCHEDULE["sweep-cache-invalidations"] = {"task": "caching.sweep_invalidations",
                                                      "schedule": CACHE_INVALIDATION_SWEEP_SECONDS}
 CELERY_TASK_ROUTES["caching.*"] = {"queue": "maintenance"}
+# A move whose mover died is rolled back (before its switch) or finished (after).
+CELERY_BEAT_SCHEDULE["recover-moves"] = {"task": "tenancy.recover_moves", "schedule": MOVE_RECOVERY_SECONDS}
+CELERY_TASK_ROUTES["tenancy.*"] = {"queue": "maintenance"}
 SHED_ENABLED = env_bool("SHED_ENABLED", True)
 # Requests one worker process works on at once (gthread threads); low-priority
 # work may fill only part of it, so critical requests always find a thread.
