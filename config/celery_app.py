@@ -16,10 +16,13 @@ import os
 from celery import Celery
 from kombu import Queue
 
+from apps.jobs import metrics as task_metrics
 from apps.jobs.heartbeat import UnackedHeartbeat
 from apps.observability.logging import install_task_payload_redaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+# Before anything imports prometheus_client (see apps/jobs/metrics.py).
+task_metrics.prepare_process()
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -37,4 +40,5 @@ def _queues():
 app.conf.task_queues = _queues()
 app.steps["consumer"].add(UnackedHeartbeat)
 install_task_payload_redaction()
+task_metrics.connect()
 app.autodiscover_tasks()

@@ -15,17 +15,25 @@ bind = [os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000'
 if os.environ.get("OPS_PORT"):
     bind.append(f"{os.environ.get('OPS_BIND_HOST', '0.0.0.0')}:{os.environ['OPS_PORT']}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# Threaded workers by default: a worker then serves several requests at once,
-# which load shedding (apps/ratelimit/shedding.py) divides by priority.
+# Threaded workers: the queue in front of a worker's threads is where load
+# shedding (apps/ratelimit/shedding.py) measures overload, so this worker
+# class stamps each request's wait for a thread. One thread is the sync
+# worker: no queue to measure, so nothing is shed.
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
-worker_class = "gthread" if threads > 1 else "sync"
+worker_class = "config.gunicorn_workers.QueueTimedThreadWorker" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5
-# Recycle workers now and then so slow leaks cannot accumulate; jitter keeps
-# them from restarting together.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "5000"))
-max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "500"))
+# Recycling bounds slow leaks, but each restart takes a worker away while its
+# replacement boots and the others absorb its load; at the former 5,000
+# requests a busy worker restarted every 5-25 s. So: rarely, and with a jitter
+# as large as the limit, so that restarts are spread over [N, 2N] requests and
+# workers do not go together (figures: platform/runbooks/load-and-degradation.md).
+# gunicorn drains a recycled worker: it stops accepting, finishes its requests
+# and answers kept-alive connections with "Connection: close" before it exits.
+# 0 turns recycling off.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "200000"))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", str(max_requests)))
 accesslog = None  # the app logs each request as JSON with its request id
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOG_LEVEL", "info")

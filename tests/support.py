@@ -191,3 +191,20 @@ def command_output(*args: str) -> str:
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
+
+
+SEARCH_WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+
+
+def seed_searchable_documents(count: int, *, words: int) -> int:
+    """``count`` documents of ``words`` words each (SEARCH_WORDS in turn) in
+    the active tenant, indexed for search: load for search and reads in live
+    tests and benchmarks. Returns the first document's id."""
+    from apps.content.models import Document
+    from apps.search.services import search_rebuild
+
+    Document.objects.bulk_create(
+        [Document(title=f"doc {i}", body=" ".join(SEARCH_WORDS[(i + j) % len(SEARCH_WORDS)] for j in range(words)))
+         for i in range(count)], batch_size=1000)
+    search_rebuild(restart=True)
+    return Document.objects.order_by("pk").values_list("pk", flat=True).first()

@@ -9,11 +9,12 @@ import time
 from django.conf import settings
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django_prometheus.exports import ExportToDjangoView
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from apps.api.problems import problem_response
 
 from . import health
+from .collectors import platform_exposition
 from .context import SYSTEM, Actor, actor_var, clean_request_id, request_id_var, tenant_var, user_var
 
 logger = logging.getLogger("apps.request")
@@ -65,7 +66,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
     # who knows a host name. Unknown to everyone else, like any other path.
     if not is_operator_request(request):
         return problem_response(404, code="not-found", detail="Not found.")
-    return ExportToDjangoView(request)
+    return HttpResponse(platform_exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
 OPERATIONAL_ENDPOINTS = {

@@ -461,10 +461,16 @@ CELERY_TASK_ROUTES["caching.*"] = {"queue": "maintenance"}
 CELERY_BEAT_SCHEDULE["recover-moves"] = {"task": "tenancy.recover_moves", "schedule": MOVE_RECOVERY_SECONDS}
 CELERY_TASK_ROUTES["tenancy.*"] = {"queue": "maintenance"}
 SHED_ENABLED = env_bool("SHED_ENABLED", True)
-# Requests one worker process works on at once (gthread threads); low-priority
-# work may fill only part of it, so critical requests always find a thread.
+# Shedding acts on overload, not on busy threads (apps/ratelimit/shedding.py):
+# only while the shortest wait for a thread over a whole interval stays above
+# the target (CoDel's defaults are 5 ms / 100 ms; the GIL hands a thread over
+# in up to 5 ms steps, hence a wider target). Low then normal priority are
+# capped, never below SHED_MIN_CONCURRENCY per process, and uncapped again
+# once a cap climbs above SHED_CAPACITY (the threads of a worker).
+SHED_TARGET_MS = env_float("SHED_TARGET_MS", 20, minimum=1, unit="milliseconds")
+SHED_INTERVAL_MS = env_float("SHED_INTERVAL_MS", 100, minimum=10, unit="milliseconds")
 SHED_CAPACITY = env_int("SHED_CAPACITY", env_int("GUNICORN_THREADS", 8, minimum=1), minimum=1)
-SHED_SHARES = {"critical": 1.0, "normal": 0.75, "low": 0.4}
+SHED_MIN_CONCURRENCY = env_int("SHED_MIN_CONCURRENCY", 1, minimum=1)
 
 # --- accounts -------------------------------------------------------------
 USER_TOKEN_SECONDS = env_int("USER_TOKEN_SECONDS", 12 * 3600, minimum=1, unit="seconds")
@@ -482,6 +488,18 @@ PROMETHEUS_EXPORT_MIGRATIONS = False
 # 404 for /metrics and a bare status from /readyz.
 OPS_PORT = env_int("OPS_PORT", 0, minimum=0) or None
 OPS_TOKEN = env("OPS_TOKEN", "")
+# Celery workers and beat serve their own /metrics on this port (0: off), so
+# task outcomes are counted where tasks run and a missing process is a
+# missing scrape target (apps/jobs/metrics.py).
+CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0, minimum=0)
+CELERY_METRICS_BIND = env("CELERY_METRICS_BIND", "0.0.0.0")
+# Scrape-time readings of queues, outboxes, shards and partitions
+# (apps/observability/collectors.py): each server gets this long per reading,
+# a reading is reused this long, and tenant outboxes are read over at most
+# this many schemas per shard, so a scrape stays cheap with many tenants.
+METRICS_TIMEOUT_SECONDS = env_float("METRICS_TIMEOUT_SECONDS", 1.0, minimum=0.05, unit="seconds")
+METRICS_CACHE_SECONDS = env_float("METRICS_CACHE_SECONDS", 5.0, minimum=0, unit="seconds")
+METRICS_TENANT_SCHEMAS_PER_SHARD = env_int("METRICS_TENANT_SCHEMAS_PER_SHARD", 500, minimum=1)
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", LOG_LEVELS)
 LOG_FORMAT = env_choice("LOG_FORMAT", "json", ["json", "console"])

@@ -1,18 +1,15 @@
-"""Caching and load shedding under load (wrk against a real gunicorn).
+"""Caching under load (wrk against a real gunicorn).
 
     bin/dev bench load
 
-Same gunicorn configuration for every run: 2 workers x 8 threads.
-1. A document read with the tenant cache on and off.
-2. Overload: 64 connections flooding the low-priority search endpoint while
-   a separate client reads a document (critical); shedding on and off.
+The gunicorn defaults for every run; reads with the tenant cache on and off.
+Load shedding, worker models and recycling: bench_shedding.py.
 """
 
 import re
 import shutil
 import subprocess
 import sys
-import threading
 
 from apps.accounts.models import User
 from apps.accounts.tokens import issue_user_token
@@ -21,9 +18,7 @@ from apps.content.models import Document
 from apps.tenancy.activation import tenant_activated
 from apps.tenancy.models import Tenant
 from apps.tenancy.services import public_tenant_ensure, shard_register_configured, tenant_create
-from tests.support import Gunicorn
-
-WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+from tests.support import Gunicorn, seed_searchable_documents
 
 
 def setup():
@@ -36,34 +31,32 @@ def setup():
     Plan.objects.filter(code="enterprise").update(rate_limit_per_minute=100_000_000)
     with tenant_activated(tenant):
         if Document.objects.count() < 5000:
-            Document.objects.bulk_create(
-                [Document(title=f"doc {i}", body=" ".join(WORDS[(i + j) % len(WORDS)] for j in range(300)))
-                 for i in range(5000)], batch_size=1000)
-            from apps.search.services import search_rebuild
-
-            search_rebuild(restart=True)
+            seed_searchable_documents(5000, words=300)
         doc_id = Document.objects.order_by("pk").values_list("pk", flat=True).first()
     owner = User.objects.get(email="load@bench.test")
     return tenant, doc_id, issue_user_token(user_id=owner.pk, tenant_id=tenant.pk)
 
 
-def wrk(url: str, token: str, *, connections: int, seconds: int, threads: int = 1) -> dict:
+def wrk(url: str, token: str, *, connections: int, seconds: int, threads: int = 1, script: str | None = None) -> dict:
+    """Closed-loop wrk; ``script`` is a Lua file (e.g. a delay() pacing the load)."""
     out = subprocess.run(
         ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", "Host: bench-load.localhost",
-         "-H", f"Authorization: Bearer {token}", url], capture_output=True, text=True, check=True).stdout
+         "-H", f"Authorization: Bearer {token}", *(["-s", script] if script else []), url],
+        capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     latency = {p: re.search(rf"^\s+{p}%\s+(\S+)", out, re.MULTILINE).group(1) for p in ("50", "99")}
+    worst = re.search(r"^\s+Latency\s+\S+\s+\S+\s+(\S+)", out, re.MULTILINE).group(1)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     total = int(re.search(r"(\d+) requests in", out).group(1))
-    return {"rps": rps, "p50": latency["50"], "p99": latency["99"], "non2xx": int(non2xx.group(1)) if non2xx else 0,
-            "total": total}
+    return {"rps": rps, "p50": latency["50"], "p99": latency["99"], "max": worst,
+            "non2xx": int(non2xx.group(1)) if non2xx else 0, "total": total}
 
 
 def main():
     if not shutil.which("wrk"):
         sys.exit("needs wrk (apt-get install wrk)")
     tenant, doc_id, token = setup()
-    base_env = {"GUNICORN_THREADS": "8", "SHED_CAPACITY": "8", "LOG_LEVEL": "WARNING"}
+    base_env = {"LOG_LEVEL": "WARNING"}
     reads = {"document (primary key)": f"/api/v1/documents/{doc_id}",
              "list (filter + sort, 50 of 5,000)": "/api/v1/documents?ordering=title&q=doc&page_size=50",
              "usage (counts + rollups)": "/api/v1/usage"}
@@ -75,20 +68,6 @@ def main():
                 r = wrk(f"{server.url}{path}", token, connections=8, seconds=10)
             print(f"   {label:<36} cache {'on ' if cache == '1' else 'off'}: {r['rps']:7.0f} req/s  "
                   f"p50 {r['p50']:>8}  p99 {r['p99']:>8}")
-
-    print("2. overload: 64 connections on /api/v1/search, 2 on a document read, 15 s")
-    for shed in ("1", "0"):
-        with Gunicorn(workers=2, env={**base_env, "SHED_ENABLED": shed, "TENANT_CACHE_ENABLED": "0"}) as server:
-            flood = {}
-            flooder = threading.Thread(target=lambda: flood.update(
-                wrk(f"{server.url}/api/v1/search?q=alpha%20beta%20-kappa&limit=50", token, connections=64,
-                    seconds=15)))
-            flooder.start()
-            critical = wrk(f"{server.url}/api/v1/documents/{doc_id}", token, connections=2, seconds=12)
-            flooder.join()
-        print(f"   shedding {'on ' if shed == '1' else 'off'}: critical p50 {critical['p50']:>8} p99 {critical['p99']:>8} "
-              f"({critical['rps']:.0f} req/s, {critical['non2xx']} errors); "
-              f"search {flood['rps']:.0f} req/s, {flood['non2xx']} of {flood['total']} shed (503)")
 
 
 if __name__ == "__main__":
