@@ -27,9 +27,10 @@ def _free_port() -> int:
 
 class TemporaryPostgres:
     """A server of its own; with ``standby_of``, a streaming replica of that
-    (running) server, made by pg_basebackup -R like bin/dev's shard b replica."""
+    (running) server, made by pg_basebackup -R like bin/dev's shard b replica;
+    with ``wal_level``, that WAL level (``"logical"`` for online move sources)."""
 
-    def __init__(self, *, standby_of: TemporaryPostgres | None = None) -> None:
+    def __init__(self, *, standby_of: TemporaryPostgres | None = None, wal_level: str | None = None) -> None:
         self.user = None
         self.root = Path(tempfile.mkdtemp(prefix="pgtemp-"))
         self.data = self.root / "data"
@@ -55,6 +56,8 @@ class TemporaryPostgres:
         with open(self.data / "postgresql.auto.conf", "a") as conf:
             conf.write(f"port = {self.port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
                        "fsync = off\nfull_page_writes = off\n")
+            if wal_level:  # "logical": a source for online tenant moves
+                conf.write(f"wal_level = {wal_level}\n")
 
     def _run(self, *args) -> None:
         subprocess.run([str(a) for a in args], check=True, user=self.user, capture_output=True, timeout=120)

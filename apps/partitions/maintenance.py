@@ -35,6 +35,17 @@ class MaintenanceResult:
     moved_rows: int = 0  # out of DEFAULT partitions into their month's new partition
     default_rows: int = 0  # still in DEFAULT partitions afterwards (past the horizon or retention)
     failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # tenants moving or frozen: left for the next run
+
+
+def _moving_schemas() -> set[str]:
+    from django.utils import timezone
+
+    from apps.tenancy.models import Move, Tenant
+
+    moving = set(Move.objects.filter(finished_at__isnull=True).values_list("schema_name", flat=True))
+    frozen = Tenant.objects.filter(writes_frozen_until__gt=timezone.now()).values_list("schema_name", flat=True)
+    return moving | set(frozen)
 
 
 def maintain_all(
@@ -50,9 +61,17 @@ def maintain_all(
     today = today or dt.date.today()
     left_per_table: dict[str, int] = dict.fromkeys(settings.PARTITIONED_TABLES, 0)
     lock_timeout_ms = int(settings.PARTITION_LOCK_TIMEOUT_SECONDS * 1000)
+    busy = _moving_schemas()
     for alias, schemas in tenant_schemas_by_alias(aliases).items():
         for schema in schemas:
             result.schemas += 1
+            if schema in busy:
+                # DDL in a schema that is being copied elsewhere would not reach
+                # the copy (logical replication carries rows, not DDL); the
+                # next run, after the move, makes the partitions.
+                result.skipped.append(f"{alias}:{schema}")
+                report(f"[{alias}] {schema} skipped: the tenant is moving or its writes are frozen")
+                continue
             try:
                 with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
                     # DDL on a busy table waits behind its readers and every

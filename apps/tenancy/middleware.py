@@ -13,12 +13,13 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import set_urlconf
 
 from apps.api.problems import problem_response
+from apps.caching import local, tenant_cache
 from apps.observability.context import tenant_var
 
 from . import planes, replicas
 from .activation import activate, deactivate
 from .context import pin_primary, primary_pinned, wrote_var
-from .selectors import tenant_for_hostname
+from .selectors import resolve_host
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,8 @@ def client_key(request: HttpRequest) -> str | None:
     return hashlib.sha256(credential.encode()).hexdigest()[:24]
 
 
-def read_your_writes_key(tenant, client: str) -> str:
-    return f"tenancy:ryw:{tenant.pk}:{client}"
+def read_your_writes_key(tenant_id: int, client: str) -> str:
+    return f"tenancy:ryw:{tenant_id}:{client}"
 
 
 def reads_may_use_replica(tenant) -> bool:
@@ -88,7 +89,18 @@ class TenantMiddleware:
         except DisallowedHost:
             return problem_response(400, code="invalid-host", detail="This host name is not served by the platform.")
 
-        tenant = tenant_for_hostname(hostname)
+        # One Redis round trip: the host's tenant, and for the tenant this
+        # process last saw there its access version (principals held in
+        # process are checked against it), the shared scopes' versions
+        # (plans) and this client's read-your-writes mark. A host that
+        # changed tenants reads those later.
+        credentials = client_key(request)
+
+        def extra_keys(tenant_id: int) -> tuple[list[str], list[str]]:
+            plain = [cache.make_key(read_your_writes_key(tenant_id, credentials))] if credentials else []
+            return [local.access_version_key(tenant_id), *local.shared_version_keys()], plain
+
+        tenant, extra = resolve_host(hostname, extra_keys)
         if tenant is None:
             return problem_response(404, code="unknown-tenant", detail=f"No tenant is served at '{hostname}'.")
         if tenant.is_suspended:
@@ -120,20 +132,27 @@ class TenantMiddleware:
             )
 
         tokens = activate(tenant)
+        versions_token = local.request_versions.set({k: v for k, v in extra.items() if v is not None})
+        prefetch_token = tenant_cache.request_scope()
         # Read-your-writes across requests only matters where reads could go
-        # to a replica; elsewhere it would cost a Redis round trip for nothing.
-        client = client_key(request) if reads_may_use_replica(tenant) else None
-        if client and cache.get(read_your_writes_key(tenant, client)):
-            pin_primary(settings.READ_YOUR_WRITES_SECONDS)
+        # to a replica; elsewhere it is not even looked at.
+        client = credentials if reads_may_use_replica(tenant) else None
+        if client:
+            ryw_key = read_your_writes_key(tenant.pk, client)
+            mark = extra[cache.make_key(ryw_key)] if cache.make_key(ryw_key) in extra else cache.get(ryw_key)
+            if mark:
+                pin_primary(settings.READ_YOUR_WRITES_SECONDS)
         try:
             response = self.get_response(request)
             if getattr(request, RERUN_ATTR, None) == "pending":
                 setattr(request, RERUN_ATTR, "done")
                 response = self.get_response(request)
             if client and wrote_var.get():
-                cache.set(read_your_writes_key(tenant, client), 1, settings.READ_YOUR_WRITES_SECONDS)
+                cache.set(read_your_writes_key(tenant.pk, client), 1, settings.READ_YOUR_WRITES_SECONDS)
             return response
         finally:
+            tenant_cache.end_request_scope(prefetch_token)
+            local.request_versions.reset(versions_token)
             deactivate(tenant, tokens, keep_log_context=True)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

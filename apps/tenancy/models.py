@@ -48,7 +48,8 @@ class Shard(models.Model):
     name = models.SlugField(max_length=40, unique=True)
     alias = models.CharField(max_length=60, unique=True)
     state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
-    # Relative capacity: placement aims at tenant counts proportional to weight.
+    # Relative capacity: placement (apps/tenancy/placement.py) aims at tenant
+    # counts and data sizes proportional to weight; 0 takes no new tenants.
     weight = models.PositiveIntegerField(default=100)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -142,12 +143,20 @@ class Move(models.Model):
 
     class Phase(models.TextChoices):
         PREPARE = "prepare", "Prepare"  # target schema made and migrated; no freeze
-        COPY = "copy", "Copy"  # frozen; source locked; rows streamed to the target
+        # locked path: frozen, source locked, rows streamed to the target;
+        # logical path: publication + subscription, initial copy, no freeze
+        COPY = "copy", "Copy"
+        CATCH_UP = "catch_up", "Catch-up"  # logical path: target applying the source's changes; no freeze
+        FREEZE = "freeze", "Freeze"  # logical path: frozen, source locked, final catch-up
         VERIFY = "verify", "Verify"  # checksums by key range on both sides
         FLIP = "flip", "Flip"  # source schema renamed away; registry switched
         RETIRE = "retire", "Retire"  # the renamed source copy is dropped
         DONE = "done", "Done"
         ROLLED_BACK = "rolled_back", "Rolled back"
+
+    class Path(models.TextChoices):
+        LOGICAL = "logical", "Logical replication"  # copy while writes go on; freeze for the switch only
+        LOCKED = "locked", "Locked copy"  # writes frozen for the whole copy
 
     FINISHED = (Phase.DONE, Phase.ROLLED_BACK)
 
@@ -158,11 +167,21 @@ class Move(models.Model):
     # The name the source schema gets at the switch, dropped in retire.
     retired_schema = models.CharField(max_length=63)
     phase = models.CharField(max_length=20, choices=Phase.choices, default=Phase.PREPARE)
+    path = models.CharField(max_length=10, choices=Path.choices, blank=True)  # chosen in prepare
     rows_copied = models.BigIntegerField(default=0)
     bytes_copied = models.BigIntegerField(default=0)
+    # Estimates from the source's statistics when the move began (progress).
+    rows_total = models.BigIntegerField(default=0)
+    bytes_total = models.BigIntegerField(default=0)
+    # Logical path: bytes of source WAL the target had yet to confirm, last seen.
+    lag_bytes = models.BigIntegerField(null=True, blank=True)
     freeze_seconds = models.FloatField(null=True, blank=True)
+    total_seconds = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)
     mover = models.CharField(max_length=200, blank=True)  # host:pid of the last process that worked on it
+    # Who asked for the move and why (services.move_start); empty for a command run.
+    requested_by = models.CharField(max_length=200, blank=True)
+    reason = models.TextField(blank=True)
     started_at = models.DateTimeField(auto_now_add=True)
     heartbeat_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -180,3 +199,47 @@ class Move(models.Model):
     @property
     def finished(self) -> bool:
         return self.finished_at is not None
+
+
+class MigrationRun(models.Model):
+    """One `manage.py migrate` over the tenant schemas, with its progress.
+
+    Written by the runner as schemas finish (apps/tenancy/migrations_runner.py)
+    so that other code (the operator console, an alert) can read how far a
+    fleet migration is without its terminal. ``shards`` holds per-shard
+    counters: {alias: {total, behind, done, failed, retries, failures: {schema: error}}}.
+    A run whose heartbeat stopped without a finish was killed; the next run
+    resumes with the schemas still behind and names it in ``resumed_from``.
+    """
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"  # finished with schemas still behind
+
+    STALE_AFTER_SECONDS = 60
+
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RUNNING)
+    runner = models.CharField(max_length=200, blank=True)  # host:pid
+    shards = models.JSONField(default=dict)
+    resumed_from = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    started_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"migration run {self.pk} ({self.state})"
+
+    @property
+    def state(self) -> str:
+        """The status, or ``interrupted`` for a run whose process died."""
+        from datetime import timedelta
+
+        stale = timezone.now() - self.heartbeat_at > timedelta(seconds=self.STALE_AFTER_SECONDS)
+        return "interrupted" if self.finished_at is None and stale else self.status
+
+    def total(self, counter: str) -> int:
+        return sum(int(shard.get(counter, 0)) for shard in self.shards.values())

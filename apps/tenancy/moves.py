@@ -1,9 +1,28 @@
 """Move a tenant's schema from one shard to another without losing a row.
 
 A move is a recorded operation (a ``Move`` row) made of phases, each a
-function below and each safe to kill (see platform/runbooks/shards.md):
+function below and each safe to kill (see platform/runbooks/shards.md). It
+takes one of two paths, chosen in prepare from the source server:
+
+**logical** (the source runs with ``wal_level=logical``): the copy runs
+while writes go on, through PostgreSQL logical replication
+(``apps.tenancy.logical``), and writes freeze only for the switch.
 
 1. ``prepare``: create and migrate the schema on the target. No freeze.
+2. ``online_copy``: publication of the tenant's tables on the source,
+   subscription on the target (initial copy, then every change). No freeze.
+3. ``catch_up``: wait until the target is close behind, compare every key
+   range while writes go on, remember the ranges in flight. No freeze.
+4. ``final_switch``: freeze (a lease), drain briefly, lock the source tables
+   in one statement, wait until the target confirmed the source's last WAL
+   position, compare the ranges that may have changed since, carry the
+   sequences over, rename the source schema away.
+5. ``flip`` and ``retire`` as below; retire also drops the subscription,
+   slot and publication.
+
+**locked** (any other source):
+
+1. ``prepare`` as above.
 2. ``copy``: freeze writes (a lease, renewed by the live mover), wait
    MOVE_DRAIN_SECONDS for requests that passed the freeze check, then, in
    one source transaction, lock every source table in ONE ``LOCK TABLE``
@@ -19,11 +38,12 @@ function below and each safe to kill (see platform/runbooks/shards.md):
 5. ``retire``: drop the renamed source copy.
 
 Killed before the source rename commits, the source is untouched: the move
-is rolled back (target copy dropped; the freeze lapses on its own). Killed
-after it, the verified target is the tenant's data: the move is finished
-forward. ``move_resume`` / ``move_abort`` (``move_tenant --resume/--abort``)
-and the periodic ``recover_stale_moves`` decide which from what is on the
-servers, not from what the dead mover last wrote.
+is rolled back (replication objects and target copy dropped; the freeze
+lapses on its own). Killed after it, the verified target is the tenant's
+data: the move is finished forward. ``move_resume`` / ``move_abort``
+(``move_tenant --resume/--abort``) and the periodic ``recover_stale_moves``
+decide which from what is on the servers, not from what the dead mover last
+wrote.
 
 One mover per tenant: a transaction-level advisory lock on the control
 database, keyed by tenant id, held on a connection of its own for the whole
@@ -48,11 +68,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, OperationalError, connections, transaction
+from django.db import DatabaseError, IntegrityError, OperationalError, connections, transaction
 from django.utils import timezone
 from django_tenants.utils import quote_schema_name as q
 
-from . import planes, schemas
+from . import logical, planes, schemas
 from .models import Move, Shard, Tenant
 
 logger = logging.getLogger(__name__)
@@ -101,6 +121,7 @@ class MoveReport:
     outcome: str = Move.Phase.DONE
     tables: list[TableCopy] = field(default_factory=list)
     bytes_copied: int = 0
+    rows_copied: int = 0
     freeze_seconds: float = 0.0
     total_seconds: float = 0.0
     lock_attempts: int = 0
@@ -160,7 +181,8 @@ def _integer_key(alias: str, schema: str, table: str) -> str | None:
 _cursor_numbers = itertools.count()
 
 
-def range_checksums(alias: str, schema: str, table: str) -> Iterator[tuple[int, int, str]]:
+def range_checksums(alias: str, schema: str, table: str, *, only: list[int] | None = None,
+                    from_range: int | None = None) -> Iterator[tuple[int, int, str]]:
     """(range, rows, md5) per MOVE_VERIFY_RANGE_ROWS primary-key values, in order.
 
     The database aggregates one range at a time (an ordered aggregate is never
@@ -169,12 +191,23 @@ def range_checksums(alias: str, schema: str, table: str) -> Iterator[tuple[int, 
     Within a range rows are ordered by their own hash, so the physical order
     of the copy does not matter. A table without an integer key is split into
     1024 ranges by a hash of the row instead.
+
+    ``only`` and ``from_range`` restrict an integer-keyed table to those
+    ranges (and every range from ``from_range`` on), read through the primary
+    key's index: what the online move compares again during its freeze.
     """
     key = _integer_key(alias, schema, table)
-    bucket = f"(t.{q(key)} / {int(settings.MOVE_VERIFY_RANGE_ROWS)})" if key else "(hashtext(t::text) & 1023)"
+    size = int(settings.MOVE_VERIFY_RANGE_ROWS)
+    bucket = f"(t.{q(key)} / {size})" if key else "(hashtext(t::text) & 1023)"
+    where = ""
+    if key and (only is not None or from_range is not None):
+        parts = [f"(t.{q(key)} >= {int(r) * size} AND t.{q(key)} < {(int(r) + 1) * size})" for r in only or ()]
+        if from_range is not None:
+            parts.append(f"t.{q(key)} >= {int(from_range) * size}")
+        where = "WHERE " + (" OR ".join(parts) or "false")
     sql = (
         f"SELECT {bucket} AS r, count(*), md5(string_agg(md5(t::text), '' ORDER BY md5(t::text))) "
-        f"FROM {q(schema)}.{q(table)} t GROUP BY 1 ORDER BY 1"
+        f"FROM {q(schema)}.{q(table)} t {where} GROUP BY 1 ORDER BY 1"
     )
     connection = connections[alias]
     connection.ensure_connection()
@@ -194,11 +227,11 @@ def table_fingerprint(alias: str, schema: str, table: str) -> tuple[int, str]:
     return count, digest.hexdigest() if count else ""
 
 
-def _verify_table(src: str, dst: str, schema: str, table: str) -> TableCopy:
+def _verify_table(src: str, dst: str, schema: str, table: str, **ranges) -> TableCopy:
     """Compare ``table`` range by range on both sides; its rows and checksum when equal."""
     rows, digest = 0, hashlib.md5(usedforsecurity=False)
-    with closing(range_checksums(src, schema, table)) as source, \
-            closing(range_checksums(dst, schema, table)) as target:
+    with closing(range_checksums(src, schema, table, **ranges)) as source, \
+            closing(range_checksums(dst, schema, table, **ranges)) as target:
         while True:
             a, b = next(source, None), next(target, None)
             if a != b:
@@ -209,10 +242,23 @@ def _verify_table(src: str, dst: str, schema: str, table: str) -> TableCopy:
             digest.update(f"{a[0]}:{a[1]}:{a[2]};".encode())
 
 
+def _differing_ranges(src: str, dst: str, schema: str, table: str, **ranges) -> tuple[set[int], int]:
+    """Ranges whose checksums differ between the sides, and the highest range seen.
+
+    For comparing while writes go on: a difference is not an error here,
+    only a range to compare again once the source is still.
+    """
+    source = {r: (n, c) for r, n, c in range_checksums(src, schema, table, **ranges)}
+    target = {r: (n, c) for r, n, c in range_checksums(dst, schema, table, **ranges)}
+    differing = {r for r in source.keys() | target.keys() if source.get(r) != target.get(r)}
+    return differing, max(source.keys() | target.keys(), default=0)
+
+
 # --- the copy ----------------------------------------------------------------
 
 
-def _copy_table(source: str, target: str, schema: str, table: str, columns: list[str]) -> int:
+def _copy_table(source: str, target: str, schema: str, table: str, columns: list[str]) -> tuple[int, int]:
+    """Stream ``table`` from source to target with binary COPY; (bytes, rows) copied."""
     column_list = ", ".join(q(c) for c in columns)
     copied = 0
     src = connections[source].cursor().cursor  # the psycopg cursor, for COPY
@@ -224,7 +270,7 @@ def _copy_table(source: str, target: str, schema: str, table: str, columns: list
         for chunk in out:
             into.write(chunk)
             copied += len(chunk)
-    return copied
+    return copied, max(dst.rowcount, 0)
 
 
 def _sync_identity_sequences(target: str, schema: str, table: str, columns: list[str]) -> None:
@@ -257,6 +303,7 @@ def lock_source_tables(alias: str, schema: str, tables: list[str]) -> int:
     names = ", ".join(f"{q(schema)}.{q(t)}" for t in sorted(tables))
     attempts = settings.MOVE_LOCK_ATTEMPTS
     for attempt in range(1, attempts + 1):
+        _cancel_autovacuum(alias, schema)
         try:
             with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
                 cursor.execute("SELECT set_config('lock_timeout', %s, true)",
@@ -272,6 +319,28 @@ def lock_source_tables(alias: str, schema: str, tables: list[str]) -> int:
                     f"{settings.MOVE_LOCK_TIMEOUT_SECONDS}s: long transactions hold them") from exc
             time.sleep(random.uniform(0.05, 0.25) * min(attempt, 8))  # let the client's transaction finish
     raise AssertionError("unreachable")
+
+
+def _cancel_autovacuum(alias: str, schema: str) -> None:
+    """Cancel autovacuum workers holding locks in ``schema`` (not anti-wraparound ones).
+
+    Autovacuum's SHARE UPDATE EXCLUSIVE conflicts with the mover's SHARE
+    lock, and autovacuum only yields to a lock that waited deadlock_timeout
+    (1 s), longer than the mover's lock timeout: on a freshly loaded table
+    every attempt would time out behind it. Cancelled, autovacuum simply runs
+    again later (after the move, on whichever copy is live).
+    """
+    try:
+        with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_cancel_backend(a.pid) FROM pg_stat_activity a WHERE a.backend_type = 'autovacuum worker' "
+                "AND a.datname = current_database() AND a.query NOT LIKE %s AND EXISTS (SELECT 1 FROM pg_locks l "
+                "JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE l.pid = a.pid AND n.nspname = %s)",
+                ["%wraparound%", schema],
+            )
+    except DatabaseError:  # no right to signal it: the lock attempts wait it out as before
+        logger.warning("could not cancel autovacuum on the tenant's tables", extra={"schema": schema})
 
 
 # --- one mover per tenant, and its lease ---------------------------------------
@@ -402,6 +471,21 @@ class MoveRun:
             setattr(self.move, name, value)
         self.move.save(update_fields=["phase", "heartbeat_at", *fields])
 
+    def progress(self, note: str = "") -> None:
+        from .selectors import move_progress_line
+
+        self.report(move_progress_line(self.move) + (f" ({note})" if note else ""))
+
+
+def pause_point(run: MoveRun, name: str) -> None:
+    """Fault drills: with MOVE_PAUSE_AT=<name> in its environment the mover
+    stops here for MOVE_PAUSE_SECONDS (default 60), saying so, so that a
+    drill (tests/test_online_moves.py) can kill it at a known moment of a
+    phase. Named points: copy, catch_up, freeze, flip."""
+    if os.environ.get("MOVE_PAUSE_AT") == name:
+        run.report(f"pausing at {name} (MOVE_PAUSE_AT)")
+        time.sleep(float(os.environ.get("MOVE_PAUSE_SECONDS", "60")))
+
 
 def _mover_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"[:200]
@@ -420,6 +504,39 @@ def prepare(run: MoveRun) -> None:
     run.report(f"preparing {run.schema} on {run.move.target.name}")
     schemas.create_schema(run.dst, run.schema)
     schemas.migrate_schema(run.dst, run.schema)
+    online, why_not = logical.supports_online_copy(run.src)
+    rows_total, bytes_total = _schema_size(run.src, run.schema)
+    run.enter(Move.Phase.PREPARE, path=Move.Path.LOGICAL if online else Move.Path.LOCKED,
+              rows_total=rows_total, bytes_total=bytes_total)
+    run.report(f"path: {run.move.path}" + (f" ({why_not})" if why_not else " (copy online, freeze for the switch)")
+               + f"; about {rows_total} rows, {bytes_total / 1e6:.1f} MB")
+
+
+def _schema_size(alias: str, schema: str) -> tuple[int, int]:
+    """(rows, bytes) of the schema's tables by the server's statistics: estimates, for progress."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(greatest(c.reltuples, coalesce(s.n_live_tup, 0))), 0)::bigint, "
+            "coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+            "WHERE n.nspname = %s AND c.relkind = 'r' AND c.relname <> %s",
+            [schema, LEDGER_TABLE],
+        )
+        rows, size = cursor.fetchone()
+        return int(rows), int(size)
+
+
+def _mirror_partitions(run: MoveRun, tables: list[tuple[str, str]]) -> None:
+    """Give the target's partitioned tables the source's partitions (bounds and all)."""
+    with connections[run.dst].cursor() as cursor:
+        for table, relkind in tables:
+            if relkind != "p":
+                continue
+            for partition, bound in _partitions(run.src, run.schema, table):
+                cursor.execute(
+                    f"CREATE TABLE IF NOT EXISTS {q(run.schema)}.{q(partition)} "
+                    f"PARTITION OF {q(run.schema)}.{q(table)} {bound}"
+                )
 
 
 def freeze(run: MoveRun) -> None:
@@ -444,18 +561,20 @@ def copy(run: MoveRun, tables: list[tuple[str, str]]) -> None:
     run.report(f"locked {len(tables)} source tables (attempt {run.result.lock_attempts})")
     with connections[run.dst].cursor() as cursor:
         cursor.execute(f"TRUNCATE {', '.join(f'{q(run.schema)}.{q(t)}' for t, _ in tables)}")
-    for table, relkind in tables:
-        if relkind == "p":
-            with connections[run.dst].cursor() as cursor:
-                for partition, bound in _partitions(run.src, run.schema, table):
-                    cursor.execute(
-                        f"CREATE TABLE IF NOT EXISTS {q(run.schema)}.{q(partition)} "
-                        f"PARTITION OF {q(run.schema)}.{q(table)} {bound}"
-                    )
+    _mirror_partitions(run, tables)
+    for number, (table, _) in enumerate(tables, start=1):
         columns = _columns(run.src, run.schema, table)
-        run.result.bytes_copied += _copy_table(run.src, run.dst, run.schema, table, columns)
+        copied_bytes, copied_rows = _copy_table(run.src, run.dst, run.schema, table, columns)
+        run.result.bytes_copied += copied_bytes
+        run.move.rows_copied += copied_rows
         _sync_identity_sequences(run.dst, run.schema, table, columns)
-    run.move.bytes_copied = run.result.bytes_copied
+        # COPY's binary stream is about the size of the heap: good enough for progress.
+        Move.objects.filter(pk=run.move.pk).update(bytes_copied=run.result.bytes_copied,
+                                                   rows_copied=run.move.rows_copied, heartbeat_at=timezone.now())
+        run.move.bytes_copied = run.result.bytes_copied
+        run.progress(f"table {number}/{len(tables)} {table}")
+        if number == 1:
+            pause_point(run, "copy")
 
 
 def verify(run: MoveRun, tables: list[tuple[str, str]]) -> None:
@@ -464,12 +583,12 @@ def verify(run: MoveRun, tables: list[tuple[str, str]]) -> None:
         copied = _verify_table(run.src, run.dst, run.schema, table)
         run.result.tables.append(copied)
         run.report(f"verified {table}: {copied.rows} rows, checksum {copied.checksum[:12]}")
-    run.move.rows_copied = sum(t.rows for t in run.result.tables)
+    run.move.rows_copied = run.result.rows_copied = sum(t.rows for t in run.result.tables)
 
 
 def switch_source(run: MoveRun) -> None:
     """Rename the locked source schema away; the caller's commit makes it final."""
-    run.enter(Move.Phase.FLIP, rows_copied=run.move.rows_copied)
+    run.enter(Move.Phase.FLIP, rows_copied=run.move.rows_copied, bytes_copied=run.move.bytes_copied)
     with connections[run.src].cursor() as cursor:
         cursor.execute(f"ALTER SCHEMA {q(run.schema)} RENAME TO {q(run.move.retired_schema)}")
 
@@ -493,6 +612,8 @@ def flip(run: MoveRun) -> None:
 
 def retire(run: MoveRun) -> None:
     run.enter(Move.Phase.RETIRE)
+    # Replication first: a slot left behind would make the source keep WAL forever.
+    logical.drop_for_move(run.src, run.dst, run.move.pk)
     schemas.drop_schema(run.src, run.move.retired_schema)
     run.report(f"dropped the old copy {run.move.retired_schema} on {run.move.source.name}")
     run.enter(Move.Phase.DONE, finished_at=timezone.now())
@@ -501,6 +622,11 @@ def retire(run: MoveRun) -> None:
 def roll_back(run: MoveRun, error: str) -> None:
     """Before the switch: drop the target copy, end the freeze on the source."""
     run.lease.stop_renewing()
+    try:
+        # The subscription before the schema it writes into; the slot with it.
+        logical.drop_for_move(run.src, run.dst, run.move.pk)
+    except Exception:  # a server unreachable: recovery and shard_orphans find them by name
+        logger.exception("could not drop the move's replication objects")
     try:
         schemas.drop_schema(run.dst, run.schema)
     except Exception:  # target unreachable: the next attempt (or shard_orphans) drops it
@@ -511,6 +637,138 @@ def roll_back(run: MoveRun, error: str) -> None:
         tenant.save(update_fields=["writes_frozen_until", "updated_at"])
     run.enter(Move.Phase.ROLLED_BACK, error=error[:2000], finished_at=timezone.now())
     run.report(f"rolled back: {run.tenant.slug} stays on {run.move.source.name}, writes open")
+
+
+# --- the online path: logical replication ----------------------------------------
+
+
+def _online_setting(name: str, default: float) -> float:
+    return float(getattr(settings, name, default))
+
+
+def online_copy(run: MoveRun, tables: list[tuple[str, str]], names: logical.Names) -> None:
+    """Publish the source's tables, subscribe the target; wait for the initial copy. No freeze."""
+    run.enter(Move.Phase.COPY)
+    _mirror_partitions(run, tables)
+    with connections[run.dst].cursor() as cursor:
+        # Migrations may have put rows in a fresh schema; the copy brings the source's.
+        cursor.execute(f"TRUNCATE {', '.join(f'{q(run.schema)}.{q(t)}' for t, _ in tables)}")
+    changed = logical.ensure_replica_identity(run.src, run.schema, [t for t, _ in tables])
+    if changed:
+        run.report(f"replica identity FULL for tables without a primary key: {', '.join(changed)}")
+    logical.publish(run.src, names, run.schema, [t for t, _ in tables])
+    logical.subscribe(run.dst, run.src, names)
+    run.report(f"publication and subscription {names.name}: copying {len(tables)} tables while writes go on")
+    pause_point(run, "copy")
+    last_report = 0.0
+    while True:
+        states = logical.table_states(run.dst, names)
+        errors = logical.subscription_errors(run.dst, names)
+        if errors > 2:  # a worker that failed once is retried by the server; failing again is not luck
+            raise MoveError(f"the subscription failed {errors} time(s) on {run.move.target.name}; "
+                            "see that server's log")
+        copied_rows, copied_bytes = _schema_size(run.dst, run.schema)
+        ready = states.get("r", 0) + states.get("s", 0)
+        run.move.bytes_copied = min(copied_bytes, max(run.move.bytes_total, copied_bytes))
+        run.move.rows_copied = copied_rows
+        run.move.lag_bytes = logical.lag_bytes(run.src, names)
+        Move.objects.filter(pk=run.move.pk).update(
+            bytes_copied=run.move.bytes_copied, rows_copied=run.move.rows_copied, lag_bytes=run.move.lag_bytes,
+            heartbeat_at=timezone.now())
+        if sum(states.values()) >= len(tables) and ready == sum(states.values()):
+            break
+        if time.monotonic() - last_report > 2:
+            run.progress(f"{ready}/{len(tables)} tables copied")
+            last_report = time.monotonic()
+        time.sleep(0.2)
+    run.progress(f"initial copy done, {len(tables)} tables")
+
+
+def catch_up(run: MoveRun, tables: list[tuple[str, str]], names: logical.Names) -> dict[str, tuple[set[int], int]]:
+    """Let the target apply what the source wrote meanwhile, then compare every
+    range of every table while writes go on. Returns, per table, the ranges
+    that differed (in flight, to compare again in the freeze) and the highest
+    range seen (new rows land above it). No freeze."""
+    run.enter(Move.Phase.CATCH_UP)
+    _wait_lag_below(run, names, int(_online_setting("MOVE_CATCH_UP_BYTES", 1_000_000)))
+    suspects: dict[str, tuple[set[int], int]] = {}
+    for table, _ in tables:
+        differing, highest = _differing_ranges(run.src, run.dst, run.schema, table)
+        suspects[table] = (differing, highest)
+    # Ranges that differed while rows were in flight: once more after catching up.
+    _wait_lag_below(run, names, int(_online_setting("MOVE_CATCH_UP_BYTES", 1_000_000)))
+    for table, (differing, highest) in suspects.items():
+        if differing and _integer_key(run.src, run.schema, table):
+            still, _ = _differing_ranges(run.src, run.dst, run.schema, table, only=sorted(differing))
+            suspects[table] = (still, highest)
+    pending = sum(len(d) for d, _ in suspects.values())
+    run.report(f"compared every range while writing went on: {pending} range(s) in flight, compared again frozen")
+    pause_point(run, "catch_up")
+    return suspects
+
+
+def _wait_lag_below(run: MoveRun, names: logical.Names, limit: int) -> None:
+    last_report = 0.0
+    while True:
+        lag = logical.lag_bytes(run.src, names)
+        run.move.lag_bytes = lag
+        Move.objects.filter(pk=run.move.pk).update(lag_bytes=lag, heartbeat_at=timezone.now())
+        if lag is not None and lag <= limit:
+            return
+        if time.monotonic() - last_report > 2:
+            run.progress(f"catching up, {0 if lag is None else lag / 1e6:.1f} MB of WAL behind")
+            last_report = time.monotonic()
+        time.sleep(0.1)
+
+
+def final_switch(run: MoveRun, tables: list[tuple[str, str]], names: logical.Names,
+                 suspects: dict[str, tuple[set[int], int]], before_flip: Callable[[], None] | None) -> None:
+    """The freeze: drain, lock the source, wait for the target to confirm the
+    last change, compare what may have changed since the catch-up, carry the
+    sequences over and rename the source away (committed by the caller's exit
+    from the source transaction)."""
+    run.enter(Move.Phase.FREEZE)
+    run.lease.freeze()
+    run.frozen_at = time.perf_counter()
+    # LOCK TABLE waits for the writes in flight anyway; the drain only spares
+    # requests that passed the freeze check a 503 when their statement meets
+    # the renamed schema.
+    time.sleep(_online_setting("MOVE_ONLINE_DRAIN_SECONDS", 0.2))
+    with transaction.atomic(using=run.src):
+        run.result.lock_attempts = lock_source_tables(run.src, run.schema, [t for t, _ in tables])
+        lsn = logical.current_lsn(run.src)
+        waited = logical.wait_confirmed(run.src, names, lsn,
+                                        timeout=_online_setting("MOVE_ONLINE_CATCH_UP_TIMEOUT_SECONDS", 5))
+        run.enter(Move.Phase.VERIFY, lag_bytes=0)
+        for table, _ in tables:
+            differing, highest = suspects.get(table, (set(), 0))
+            if _integer_key(run.src, run.schema, table):
+                copied = _verify_table(run.src, run.dst, run.schema, table, only=sorted(differing),
+                                       from_range=highest)
+            else:
+                copied = _verify_table(run.src, run.dst, run.schema, table)
+            run.result.tables.append(copied)
+        sequences = logical.sync_sequences(run.src, run.dst, run.schema)
+        # By the source's statistics (kept current by its writers; the
+        # target's lag behind the apply worker): an estimate, for the record.
+        rows_copied, _ = _schema_size(run.src, run.schema)
+        _, bytes_copied = _schema_size(run.dst, run.schema)
+        run.result.bytes_copied = bytes_copied
+        run.move.rows_copied = run.result.rows_copied = rows_copied
+        run.move.bytes_copied = bytes_copied
+        run.report(f"frozen: caught up in {waited * 1000:.0f} ms, ranges compared, {sequences} sequences carried over")
+        pause_point(run, "freeze")
+        if before_flip is not None:
+            before_flip()
+        switch_source(run)
+
+
+def run_online(run: MoveRun, before_flip: Callable[[], None] | None) -> None:
+    tables = _tables(run.src, run.schema)
+    names = logical.Names.for_move(run.move.pk)
+    online_copy(run, tables, names)
+    suspects = catch_up(run, tables, names)
+    final_switch(run, tables, names, suspects, before_flip)
 
 
 # --- entry points ----------------------------------------------------------------
@@ -560,21 +818,58 @@ def tenant_move(*, tenant: Tenant, target: Shard, report: Report = lambda line: 
     _validate(tenant, target)
     lock = _locked(tenant)
     try:
-        if (unfinished := open_move(tenant)) is not None:
-            raise MoveError(
-                f"Move {unfinished.pk} of '{tenant.slug}' ({unfinished.source.name} -> {unfinished.target.name}) "
-                f"stopped in phase {unfinished.phase}; run `move_tenant {tenant.slug} --resume` or `--abort`.")
-        try:
-            move = Move.objects.create(
-                tenant=tenant, source=tenant.shard, target=target, schema_name=tenant.schema_name,
-                retired_schema="", mover=_mover_name())
-        except IntegrityError as exc:  # only without the lock, i.e. never; say so plainly anyway
-            raise MoveInProgress(f"Tenant '{tenant.slug}' has an unfinished move.") from exc
-        move.retired_schema = f"{tenant.schema_name}_moved_{move.pk}"[:63]
-        move.save(update_fields=["retired_schema"])
+        move = move_record(tenant=tenant, target=target, mover=_mover_name())
         return _run_move(move, tenant, lock, report, before_flip)
     finally:
         lock.release()
+
+
+def move_record(*, tenant: Tenant, target: Shard, mover: str) -> Move:
+    """The Move row of a new move of ``tenant`` (phase prepare), or MoveError
+    naming the unfinished one. The caller validated the move."""
+    if (unfinished := open_move(tenant)) is not None:
+        raise MoveError(
+            f"Move {unfinished.pk} of '{tenant.slug}' ({unfinished.source.name} -> {unfinished.target.name}) "
+            f"is unfinished in phase {unfinished.phase}; run `move_tenant {tenant.slug} --resume` or `--abort`.")
+    try:
+        move = Move.objects.create(
+            tenant=tenant, source=tenant.shard, target=target, schema_name=tenant.schema_name,
+            retired_schema="", mover=mover)
+    except IntegrityError as exc:  # another request recorded one a moment ago
+        raise MoveInProgress(f"Tenant '{tenant.slug}' has an unfinished move.") from exc
+    move.retired_schema = f"{tenant.schema_name}_moved_{move.pk}"[:63]
+    move.save(update_fields=["retired_schema"])
+    return move
+
+
+def validate_move(tenant: Tenant, target: Shard) -> None:
+    """ValidationError when ``tenant`` cannot move to ``target`` (same shard, target not active, ...)."""
+    _validate(Tenant.objects.select_related("shard").get(pk=tenant.pk), target)
+
+
+def move_run(*, move_id: int, report: Report = lambda line: None) -> MoveReport | None:
+    """Carry out a recorded move that nobody has started (``services.move_start``).
+
+    A move already under way elsewhere raises MoveInProgress; one that was
+    started and stopped (its mover died: a redelivered task) is resumed; a
+    finished one is left alone (None).
+    """
+    move = Move.objects.select_related("tenant", "source", "target").get(pk=move_id)
+    if move.finished:
+        return None
+    tenant = Tenant.objects.select_related("shard").get(pk=move.tenant_id)
+    lock = _locked(tenant)
+    try:
+        move.refresh_from_db()
+        if move.finished:
+            return None
+        if move.phase == Move.Phase.PREPARE and not move.path and tenant.shard_id == move.source_id:
+            move.mover = _mover_name()
+            move.save(update_fields=["mover"])
+            return _run_move(move, tenant, lock, report, None)
+    finally:
+        lock.release()
+    return move_resume(move=move, report=report)
 
 
 def _run_move(move: Move, tenant: Tenant, lock: MoverLock, report: Report,
@@ -586,18 +881,22 @@ def _run_move(move: Move, tenant: Tenant, lock: MoverLock, report: Report,
         switched = False
         try:
             prepare(run)
-            freeze(run)
-            with transaction.atomic(using=run.src):
-                tables = _tables(run.src, run.schema)
-                with transaction.atomic(using=run.dst):
-                    copy(run, tables)
-                    verify(run, tables)
-                # The target copy is committed and verified.
-                if before_flip is not None:
-                    before_flip()
-                switch_source(run)
+            if run.move.path == Move.Path.LOGICAL:
+                run_online(run, before_flip)
+            else:
+                freeze(run)
+                with transaction.atomic(using=run.src):
+                    tables = _tables(run.src, run.schema)
+                    with transaction.atomic(using=run.dst):
+                        copy(run, tables)
+                        verify(run, tables)
+                    # The target copy is committed and verified.
+                    if before_flip is not None:
+                        before_flip()
+                    switch_source(run)
             switched = True  # the source rename is committed: from here on, only forward
             flip(run)
+            pause_point(run, "flip")
         except BaseException as exc:
             if not switched:
                 logger.warning("tenant move failed before the switch; rolling back",
@@ -617,6 +916,7 @@ def _run_move(move: Move, tenant: Tenant, lock: MoverLock, report: Report,
             Move.objects.filter(pk=move.pk).update(error=f"retire: {type(exc).__name__}: {exc}"[:2000])
             raise
     result.total_seconds = time.perf_counter() - started
+    Move.objects.filter(pk=move.pk).update(total_seconds=result.total_seconds)
     logger.info("tenant moved", extra={
         "tenant_slug": tenant.slug, "source": result.source, "target": result.target, "move": move.pk,
         "freeze_seconds": round(result.freeze_seconds, 3), "bytes": result.bytes_copied,
@@ -701,7 +1001,7 @@ def recover_stale_moves(*, report: Report = lambda line: None) -> dict[str, int]
     still held has a live mover, only slow to heartbeat: left alone.
     """
     stale_before = timezone.now() - timedelta(seconds=2 * settings.MOVE_LEASE_SECONDS)
-    counts = {"rolled_back": 0, "finished": 0, "busy": 0, "failed": 0}
+    counts = {"rolled_back": 0, "finished": 0, "busy": 0, "failed": 0, "replication_dropped": 0}
     for move in Move.objects.select_related("source", "target").filter(
             finished_at__isnull=True, heartbeat_at__lt=stale_before):
         try:
@@ -712,7 +1012,19 @@ def recover_stale_moves(*, report: Report = lambda line: None) -> dict[str, int]
         except Exception:
             logger.exception("could not settle a stale move", extra={"move": move.pk})
             counts["failed"] += 1
+    counts["replication_dropped"] = _drop_replication_orphans(report)
     return counts
+
+
+def _drop_replication_orphans(report: Report) -> int:
+    """Slots, publications and subscriptions of moves that are over: they hold WAL, drop them now."""
+    from .orphans import replication_orphans_drop
+
+    try:
+        return len(replication_orphans_drop(report=report))
+    except Exception:  # a shard down: the next run tries again
+        logger.exception("could not drop the replication objects of finished moves")
+        return 0
 
 
 def rebalance_run(*, max_moves: int, report: Report = lambda line: None) -> list[MoveReport]:
@@ -737,7 +1049,43 @@ def rebalance_run(*, max_moves: int, report: Report = lambda line: None) -> list
             continue
         report(f"[{number}/{len(plan)}] moving {slug} from {source} to {target}")
         result = tenant_move(tenant=tenant, target=Shard.objects.get(name=target))
-        report(f"[{number}/{len(plan)}] {slug} on {target}: {sum(t.rows for t in result.tables)} rows, "
+        report(f"[{number}/{len(plan)}] {slug} on {target}: {result.rows_copied} rows, "
                f"writes frozen {result.freeze_seconds:.2f}s")
         done.append(result)
     return done
+
+
+# --- commands and a frozen tenant ----------------------------------------------
+
+
+class TenantFrozen(MoveError):
+    """The tenant does not accept writes now (a move's freeze, or a read-only shard)."""
+
+
+def tenant_writable(tenant: Tenant, *, wait_seconds: float = 0.0, poll_seconds: float = 0.5,
+                    report: Report = lambda line: None) -> Tenant:
+    """``tenant`` fresh from the registry once it accepts writes.
+
+    For commands that write into a tenant's schema: a frozen tenant is being
+    switched to another shard, and a write now would meet a locked or
+    renamed schema. Waits up to ``wait_seconds`` (0: not at all), then
+    raises TenantFrozen with a message for the operator. A freeze is a
+    lease, so the wait ends at the lease's deadline at the latest.
+    """
+    deadline = time.monotonic() + wait_seconds
+    said = False
+    while True:
+        fresh = Tenant.objects.select_related("shard").get(pk=tenant.pk)
+        if fresh.accepts_writes:
+            return fresh
+        if fresh.writes_frozen:
+            why = f"its writes are frozen until {fresh.writes_frozen_until:%H:%M:%S} UTC by a move (renewed while it runs)"
+        else:
+            why = f"its shard {fresh.shard.name} is read-only"
+        if time.monotonic() >= deadline:
+            hint = "" if wait_seconds else " Try again later, or pass --wait SECONDS."
+            raise TenantFrozen(f"Tenant '{fresh.slug}' does not accept writes now: {why}; nothing was written.{hint}")
+        if not said:
+            report(f"{fresh.slug}: {why}; waiting up to {wait_seconds:g}s")
+            said = True
+        time.sleep(min(poll_seconds, max(0.0, deadline - time.monotonic())))

@@ -9,20 +9,29 @@ An orphan is stamped the first time it is seen (a comment on the schema, so
 the mark travels with it and needs no table), and is dropped only once it
 has been an orphan for the grace period, after checking the registry again.
 The target copy of an unfinished move is not an orphan: its move owns it.
+
+Replication objects named for a move (publication and slot on the source,
+subscription on the target, see ``apps.tenancy.logical``) are orphans as
+soon as their move is over: a slot nobody reads makes its server keep WAL
+without bound, so these are dropped without a grace period (they hold no
+tenant data), by ``shard_orphans --drop --yes`` and by the recovery task.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db import connections
+from django.db import OperationalError, connections
 from django.utils import timezone
 from django_tenants.utils import quote_schema_name as q
 
-from . import planes, schemas
+from . import logical, planes, schemas
 from .models import Move, Shard, Tenant
+
+logger = logging.getLogger(__name__)
 
 TENANT_SCHEMA_PREFIX = "t_"
 STAMP = "orphan since "
@@ -105,5 +114,57 @@ def orphans_drop(*, grace: dt.timedelta, report: Callable[[str], None] = lambda 
             continue
         schemas.drop_schema(orphan.alias, orphan.schema)
         report(f"dropped {orphan.schema} on {orphan.shard} ({orphan.reason})")
+        dropped.append(orphan)
+    return dropped
+
+
+@dataclass
+class ReplicationOrphan:
+    shard: str
+    alias: str
+    leftover: logical.Leftover
+    reason: str
+
+
+def replication_orphans(*, shard_names: list[str] | None = None) -> list[ReplicationOrphan]:
+    """Publications, subscriptions and slots of moves that are over, on every configured shard."""
+    unfinished = {m.pk: m for m in Move.objects.filter(finished_at__isnull=True).select_related("source")}
+    busy_sources = {m.source.alias for m in unfinished.values()}
+    shards = Shard.objects.filter(alias__in=set(planes.shard_aliases())).order_by("name")
+    if shard_names:
+        shards = shards.filter(name__in=shard_names)
+    found = []
+    for shard in shards:
+        try:
+            found_here = logical.leftovers(shard.alias)
+        except OperationalError:  # a shard down: the others are still looked at; the next run sees it
+            logger.warning("could not list replication objects", extra={"shard": shard.name})
+            continue
+        for leftover in found_here:
+            if leftover.move_id is None:
+                if shard.alias in busy_sources:  # may be a live move's table sync
+                    continue
+                reason = "table-sync slot of a subscription that is gone"
+            elif leftover.move_id in unfinished:
+                continue
+            else:
+                move = Move.objects.filter(pk=leftover.move_id).first()
+                reason = f"left by move {leftover.move_id} ({move.phase if move else 'no such move'})"
+            found.append(ReplicationOrphan(shard.name, shard.alias, leftover, reason))
+    return found
+
+
+def replication_orphans_drop(*, report: Callable[[str], None] = lambda line: None) -> list[ReplicationOrphan]:
+    """Drop every replication orphan: subscriptions first (they release their slots), then slots and publications."""
+    found = replication_orphans()
+    order = {"subscription": 0, "slot": 1, "publication": 2}
+    dropped = []
+    for orphan in sorted(found, key=lambda o: order[o.leftover.kind]):
+        try:
+            logical.drop_leftover(orphan.alias, orphan.leftover)
+        except Exception:  # one stuck object must not keep the others (and their WAL) around
+            logger.exception("could not drop a replication orphan", extra={"name": orphan.leftover.name})
+            continue
+        report(f"dropped {orphan.leftover.kind} {orphan.leftover.name} on {orphan.shard} ({orphan.reason})")
         dropped.append(orphan)
     return dropped

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import transaction
 
 from apps.accounts.models import Membership
 from apps.accounts.services import membership_grant, normalize_email, user_ensure
 
-from . import planes, schemas
-from .models import Domain, Shard, Tenant, schema_name_for_slug, validate_slug
+from . import moves, planes, schemas
+from .models import Domain, Move, Shard, Tenant, schema_name_for_slug, validate_slug
+from .placement import shard_for_new_tenant
+from .tasks import run_move
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +44,9 @@ def shard_register_configured() -> list[Shard]:
 
 
 def shard_choose(*, name: str | None = None) -> Shard:
-    """The shard for a new tenant: ``name`` if given, else the least loaded.
-
-    Load is tenant count relative to weight, over active shards whose
-    connection is configured here.
-    """
+    """The shard for a new tenant: ``name`` if given, else the one with the
+    most headroom by the placement policy (apps/tenancy/placement.py:
+    weight against tenant count and data size)."""
     configured = set(planes.shard_aliases())
     if name:
         shard = Shard.objects.filter(name=name).first()
@@ -55,16 +55,10 @@ def shard_choose(*, name: str | None = None) -> Shard:
         if shard.state != Shard.State.ACTIVE:
             raise ValidationError({"shard": f"Shard '{name}' is {shard.state} and takes no new tenants."})
         return shard
-    candidates = [
-        shard
-        for shard in Shard.objects.filter(state=Shard.State.ACTIVE, weight__gt=0).annotate(
-            tenant_count=models.Count("tenants")
-        )
-        if shard.alias in configured
-    ]
-    if not candidates:
+    shard = shard_for_new_tenant()
+    if shard is None:
         raise ValidationError({"shard": "No active shard takes new tenants."})
-    return min(candidates, key=lambda s: ((s.tenant_count + 1) / s.weight, s.name))
+    return shard
 
 
 def default_hostname(slug: str) -> str:
@@ -217,3 +211,40 @@ def tenant_set_status(*, tenant: Tenant, status: str) -> Tenant:
     tenant.status = status
     tenant.save(update_fields=["status", "updated_at"])
     return tenant
+
+
+def move_start(*, tenant: Tenant, target: Shard, actor: str, reason: str) -> Move:
+    """Record a move of ``tenant`` to ``target`` and hand it to a maintenance worker.
+
+    Validates first (ValidationError naming the field: same shard, target not
+    active or not configured, schema behind on migrations; MoveError when the
+    tenant already has an unfinished move). The Move row is created in phase
+    prepare and the task ``tenancy.run_move`` is sent once it is committed;
+    the worker takes the tenant's move lock and runs every phase. If the
+    worker dies, the recovery task (or ``move_tenant --resume``) settles the
+    move. Poll ``selectors.move_progress(move)`` for where it stands.
+    """
+    if not reason.strip():
+        raise ValidationError({"reason": "Say why the tenant moves (kept with the move)."})
+    tenant = Tenant.objects.select_related("shard").get(pk=tenant.pk)
+    moves.validate_move(tenant, target)
+    with transaction.atomic(using="default"):
+        move = moves.move_record(tenant=tenant, target=target, mover="queued")
+        move.requested_by, move.reason = actor[:200], reason.strip()
+        move.save(update_fields=["requested_by", "reason"])
+        transaction.on_commit(lambda: _enqueue_move(move, run_move), using="default")
+    logger.info("tenant move queued", extra={"tenant_slug": tenant.slug, "move": move.pk, "target": target.name,
+                                             "actor": actor, "reason": reason[:500]})
+    return move
+
+
+def _enqueue_move(move: Move, task) -> None:
+    """Send the move to a worker, once; a broker that does not answer is written
+    on the move (the console shows it) and the recovery task rolls the move
+    back after twice the lease, as for any mover that never ran."""
+    try:
+        # Named here rather than in CELERY_TASK_ROUTES: this is the task's one sender.
+        task.apply_async((move.pk,), queue="maintenance", retry=False)
+    except Exception as exc:  # the broker is down: say so on the record instead of failing the caller
+        logger.warning("could not queue a tenant move", extra={"move": move.pk, "error": str(exc)[:200]})
+        Move.objects.filter(pk=move.pk).update(error=f"could not queue the move: {type(exc).__name__}: {exc}"[:2000])

@@ -61,6 +61,20 @@ def test_maintenance_creates_ahead_and_drops_past_retention(alpha, beta):
     assert [n.replace("analytics_event", "audit_entry") for n in events] == names
 
 
+def test_maintenance_leaves_a_frozen_tenant_for_the_next_run(alpha, beta):
+    from django.utils import timezone
+
+    from apps.tenancy.models import Tenant
+
+    before = partition_names(alpha)
+    Tenant.objects.filter(pk=alpha.pk).update(writes_frozen_until=timezone.now() + dt.timedelta(seconds=30))
+    later = partitions.month_start(dt.date.today(), 6)
+    result = maintain_all(planes.shard_aliases(), months_ahead=2, retention_months=3, today=later)
+    assert result.failed == {} and result.skipped == [f"{alpha.shard.alias}:{alpha.schema_name}"]
+    assert partition_names(alpha) == before  # no DDL in a schema that is being moved
+    assert partition_names(beta) != before
+
+
 def test_maintenance_command_dry_run_changes_nothing(alpha):
     before = partition_names(alpha)
     out = StringIO()

@@ -18,6 +18,8 @@ have read rows from it), so only the request can be re-run as a whole
 
 from __future__ import annotations
 
+import select
+
 from django.db.utils import DatabaseError, DatabaseErrorWrapper
 from django.utils.functional import cached_property
 from django_tenants.postgresql_backend.base import DatabaseWrapper as TenantDatabaseWrapper
@@ -42,6 +44,37 @@ class DatabaseWrapper(TenantDatabaseWrapper):
     @cached_property
     def wrap_database_errors(self):
         return AliasTaggingErrorWrapper(self)
+
+    def close_if_health_check_failed(self):
+        """The health check at the start of each request, without a round trip.
+
+        Django's check sends `SELECT 1` before the first query of every
+        request (CONN_HEALTH_CHECKS), which was a fifth of a cached read's
+        statements. Instead: the session is unusable when psycopg already
+        knows it broke, or when the idle socket is readable: a server that
+        shuts down or terminates a backend says so (an error message, then
+        end of file) before closing, and an idle session is otherwise sent
+        nothing (no LISTEN here). A server that vanished without a word (a
+        cut network) fails the request's first query instead, which is
+        tagged and recorded as before and re-run on the shard's other copy
+        by TenantMiddleware; the connection is then closed at the end of the
+        request (errors_occurred), so the next request reconnects.
+        """
+        if self.connection is None or not self.health_check_enabled or self.health_check_done:
+            return
+        if not self.is_usable_locally():
+            self.close()
+        self.health_check_done = True
+
+    def is_usable_locally(self) -> bool:
+        connection = self.connection
+        if connection is None or connection.closed or connection.broken:
+            return False
+        try:
+            readable, _, _ = select.select([connection.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
 
     def get_new_connection(self, conn_params):
         remaining = replicas.down_for(self.alias)

@@ -1,3 +1,5 @@
+import time
+
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -24,7 +26,11 @@ class Command(BaseCommand):
         tenant = tenant_get(slug=options["slug"])
         if tenant is None or tenant.is_public:
             raise CommandError(f"No tenant with slug '{options['slug']}'.")
-        say = lambda line: self.stdout.write(f"  {line}")  # noqa: E731
+        started = time.monotonic()
+
+        def say(line: str) -> None:
+            self.stdout.write(f"  {time.monotonic() - started:6.1f}s  {line}")
+
         try:
             if options["resume"] or options["abort"]:
                 move = moves.open_move(tenant)
@@ -49,10 +55,15 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(
                 f"Rolled back move {report.move_id}: {report.tenant} stays on {report.source}, writes open."))
             return
-        rows = sum(t.rows for t in report.tables)
+        if not report.tables and options["resume"]:
+            self.stdout.write(self.style.SUCCESS(
+                f"Finished move {report.move_id}: {report.tenant} lives on {report.target}; the old copy and the "
+                "move's replication objects are dropped."))
+            return
+        path = Move.objects.filter(pk=report.move_id).values_list("path", flat=True).first() or "?"
         self.stdout.write(self.style.SUCCESS(
-            f"Moved {report.tenant} from {report.source} to {report.target} (move {report.move_id}): "
-            f"{len(report.tables)} tables, {rows} rows, {report.bytes_copied / 1e6:.1f} MB copied; "
+            f"Moved {report.tenant} from {report.source} to {report.target} (move {report.move_id}, {path} path): "
+            f"{len(report.tables)} tables, {report.rows_copied} rows, {report.bytes_copied / 1e6:.1f} MB copied; "
             f"writes frozen {report.freeze_seconds:.2f}s, total {report.total_seconds:.2f}s"
         ))
 

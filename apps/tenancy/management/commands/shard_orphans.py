@@ -4,13 +4,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from apps.tenancy.orphans import orphan_list, orphans_drop
+from apps.tenancy.orphans import orphan_list, orphans_drop, replication_orphans, replication_orphans_drop
 
 
 class Command(BaseCommand):
     help = (
         "List tenant schemas that a shard holds but the registry does not place there (e.g. the old copy of an "
-        "interrupted move); with --drop --yes, drop those orphaned for longer than the grace period."
+        "interrupted move), and replication slots, publications and subscriptions of moves that are over; with "
+        "--drop --yes, drop those schemas orphaned for longer than the grace period and every replication orphan "
+        "(a slot nobody reads makes its server keep WAL)."
     )
 
     def add_arguments(self, parser):
@@ -32,9 +34,17 @@ class Command(BaseCommand):
             self.stdout.write(f"{orphan.shard:<12} {orphan.schema:<40} orphan for {age.total_seconds() / 3600:.1f}h "
                               f"({due}): {orphan.reason}")
         self.stdout.write(f"{len(found)} orphan schema(s)")
+        replication = replication_orphans(shard_names=options["shard"])
+        for orphan in replication:
+            state = "active" if orphan.leftover.active else "inactive"
+            self.stdout.write(f"{orphan.shard:<12} {orphan.leftover.kind} {orphan.leftover.name} ({state}): "
+                              f"{orphan.reason}")
+        self.stdout.write(f"{len(replication)} replication orphan(s)")
         if not options["drop"]:
             return
         if not options["yes"]:
             raise CommandError("Dropping deletes data for good: add --yes to confirm.")
+        gone = replication_orphans_drop(report=lambda line: self.stdout.write(f"  {line}"))
+        self.stdout.write(f"dropped {len(gone)} replication orphan(s)")
         dropped = orphans_drop(grace=grace, report=lambda line: self.stdout.write(f"  {line}"))
         self.stdout.write(self.style.SUCCESS(f"dropped {len(dropped)} orphan schema(s)"))
