@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 from django.http import JsonResponse
-from django.urls import path
+from django.urls import include, path
 
 from .urls_common import handler400, handler403, handler404, handler500  # noqa: F401
 
@@ -13,5 +13,7 @@ def index(request):
 
 urlpatterns = [
     path("", index, name="platform-index"),
+    # The operator console: pages of the operator admin, before its catch-all.
+    path("admin/console/", include("apps.backoffice.console.urls")),
     path("admin/", admin.site.urls),
 ]

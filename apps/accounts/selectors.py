@@ -66,3 +66,15 @@ def invitations_of_tenant(*, tenant_id: int):
 def owner_emails(*, tenant_id: int) -> list[str]:
     return list(Membership.objects.filter(tenant_id=tenant_id, role=Membership.Role.OWNER)
                 .values_list("user__email", flat=True).order_by("user__email"))
+
+
+def user_emails(*, user_ids) -> dict[int, str]:
+    """{user id: email} for the given ids (people named in audit rows and
+    export requests, which keep a global user's id, not a foreign key)."""
+    ids = {pk for pk in user_ids if pk is not None}
+    return dict(User.objects.filter(pk__in=ids).values_list("pk", "email")) if ids else {}
+
+
+def user_id_by_email(*, email: str) -> int | None:
+    """The id of the account with this email (any case), or None."""
+    return User.objects.filter(email=(email or "").strip().lower()).values_list("pk", flat=True).first()

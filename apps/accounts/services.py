@@ -183,6 +183,18 @@ def invitation_accept(*, tenant_id: int, token: str, password: str | None = None
     return membership_grant(user=user, tenant_id=tenant_id, role=invitation.role)
 
 
+@transaction.atomic
+def invitation_revoke(*, tenant_id: int, invitation_id: int) -> Invitation:
+    """Withdraw an open invitation of the tenant: its token stops working.
+    Raises ValidationError when there is no open invitation by that id."""
+    invitation = (Invitation.objects.select_for_update()
+                  .filter(tenant_id=tenant_id, pk=invitation_id, accepted_at__isnull=True).first())
+    if invitation is None:
+        raise ValidationError({"invitation": "No open invitation by that id in this tenant."})
+    invitation.delete()
+    return invitation
+
+
 # --- API keys and tokens ----------------------------------------------------
 
 

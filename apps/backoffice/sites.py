@@ -52,6 +52,36 @@ class TenantAdminSite(admin.AdminSite):
             context["site_header"] = f"{tenant.name} administration"
         return context
 
+    def get_urls(self):
+        """The organisation's pages (members, keys, audit log, exports,
+        usage) before the admin's own: ``admin_view`` puts each behind
+        ``has_permission`` (an owner or admin of the host's tenant), CSRF
+        and no-cache."""
+        from functools import partial
+
+        from django.urls import path
+
+        from .tenant_pages import api_keys, audit, exports, members, usage
+
+        def page(view, route: str, name: str):
+            return path(route, self.admin_view(partial(view, site=self)), name=name)
+
+        return [
+            page(members.members_page, "members/", "tenant-members"),
+            page(members.member_role, "members/<int:membership_id>/role/", "tenant-member-role"),
+            page(members.member_remove, "members/<int:membership_id>/remove/", "tenant-member-remove"),
+            page(members.invite, "invitations/", "tenant-invite"),
+            page(members.invitation_revoke, "invitations/<int:invitation_id>/revoke/", "tenant-invitation-revoke"),
+            page(api_keys.api_keys_page, "api-keys/", "tenant-api-keys"),
+            page(api_keys.api_key_create, "api-keys/create/", "tenant-api-key-create"),
+            page(api_keys.api_key_revoke, "api-keys/<int:api_key_id>/revoke/", "tenant-api-key-revoke"),
+            page(audit.audit_page, "audit-log/", "tenant-audit"),
+            page(exports.exports_page, "exports/", "tenant-exports"),
+            page(exports.export_create, "exports/create/", "tenant-export-create"),
+            page(usage.usage_page, "usage/", "tenant-usage"),
+            *super().get_urls(),
+        ]
+
 
 tenant_admin_site = TenantAdminSite(name="tenant_admin")
 

@@ -7,14 +7,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from apps.accounts.selectors import api_keys_of_tenant, memberships_of_tenant
-from apps.analytics.selectors import daily_usage, events_in_month
+from apps.analytics.selectors import daily_usage
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
-from apps.caching import tenant_cache
-from apps.content.selectors import document_count
 
-from .selectors import plan_of
+from .selectors import usage_summary
 
 
 class UsageApi(TenantAPIView):
@@ -25,24 +22,7 @@ class UsageApi(TenantAPIView):
 
     @extend_schema(responses=UsageOutput, operation_id="usage")
     def get(self, request):
-        return Response(tenant_cache.get_or_compute("usage", "summary", lambda: self.summary(request.tenant), ttl=60))
-
-    @staticmethod
-    def summary(tenant) -> dict:
-        plan = plan_of(tenant)
-        used = {
-            "documents": document_count(),
-            "events_per_month": events_in_month(timezone.now().date()),
-            "seats": memberships_of_tenant(tenant_id=tenant.pk).count(),
-            "api_keys": api_keys_of_tenant(tenant_id=tenant.pk).filter(revoked_at__isnull=True).count(),
-        }
-        limits = {"documents": plan.max_documents, "events_per_month": plan.max_events_per_month,
-                  "seats": plan.max_seats, "api_keys": plan.max_api_keys}
-        return {
-            "plan": plan.code,
-            "rate_limit_per_minute": plan.rate_limit_per_minute,
-            "quotas": {name: {"used": used[name], "limit": limits[name]} for name in limits},
-        }
+        return Response(usage_summary(tenant=request.tenant))
 
 
 class EventUsageApi(TenantAPIView):

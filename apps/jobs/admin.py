@@ -1,12 +1,17 @@
-from django.contrib import admin, messages
+from urllib.parse import urlencode
 
-from . import services
+from django.contrib import admin
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+
 from .models import DeadLetter, OutboxMessage
 
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(admin.ModelAdmin):
-    list_display = ["id", "task_name", "tenant_slug", "attempts", "status", "last_failed_at", "short_exception"]
+    list_display = ["id", "task_name", "tenant_slug", "attempts", "status", "last_failed_at", "short_exception",
+                    "replay_button"]
     list_filter = ["status", "task_name", "queue"]
     search_fields = ["task_name", "tenant_slug", "exception", "task_id"]
     readonly_fields = [f.name for f in DeadLetter._meta.fields]
@@ -19,21 +24,27 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
+    @admin.display(description="")
+    def replay_button(self, obj) -> str:
+        if obj.status != DeadLetter.Status.DEAD:
+            return ""
+        url = reverse("console:dead_letter_confirm") + "?" + urlencode({"operation": "replay", "ids": obj.pk})
+        return format_html('<a class="button" href="{}">Replay</a>', url)
+
+    # Replay and discard are operator actions with a reason, recorded: both
+    # go to the console's confirmation page, which runs the jobs services.
+    def _confirm(self, queryset, operation: str):
+        ids = ",".join(str(pk) for pk in queryset.filter(status=DeadLetter.Status.DEAD).values_list("pk", flat=True))
+        return HttpResponseRedirect(reverse("console:dead_letter_confirm") + "?" +
+                                    urlencode({"operation": operation, "ids": ids}))
+
     @admin.action(description="Replay: send again with the original tenant and arguments")
     def replay(self, request, queryset):
-        replayed = 0
-        for dead_letter in queryset.filter(status=DeadLetter.Status.DEAD):
-            try:
-                services.dead_letter_replay(dead_letter=dead_letter)
-                replayed += 1
-            except Exception as exc:  # broker down: say so, keep the row
-                self.message_user(request, f"{dead_letter.pk}: not replayed: {exc}", messages.ERROR)
-        self.message_user(request, f"{replayed} task(s) sent again.")
+        return self._confirm(queryset, "replay")
 
     @admin.action(description="Discard")
     def discard(self, request, queryset):
-        count = queryset.filter(status=DeadLetter.Status.DEAD).update(status=DeadLetter.Status.DISCARDED)
-        self.message_user(request, f"{count} dead letter(s) discarded.")
+        return self._confirm(queryset, "discard")
 
 
 @admin.register(OutboxMessage)

@@ -28,3 +28,8 @@ def export_status_label(export: ExportRequest, *, now: dt.datetime | None = None
     if export.status == ExportRequest.Status.RUNNING and export.attempts > 1:
         return f"running (attempt {export.attempts})"
     return export.status
+
+
+def export_list():
+    """The active tenant's export requests, newest first."""
+    return ExportRequest.objects.order_by("-created_at")

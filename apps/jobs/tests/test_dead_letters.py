@@ -67,6 +67,9 @@ def test_admin_lists_and_discards(tenants, django_user_model):
     ops = Client(HTTP_HOST="localhost")
     ops.post("/admin/login/?next=/admin/", {"username": "ops@platform.test", "password": "ops-pass"})
     assert b"notifications.send_email" in ops.get("/admin/jobs/deadletter/").content
-    ops.post("/admin/jobs/deadletter/", {"action": "discard", "_selected_action": [dead.pk]})
+    confirm = ops.post("/admin/jobs/deadletter/", {"action": "discard", "_selected_action": [dead.pk]})
+    # The operator console confirms, with a reason, before anything happens.
+    assert "/admin/console/dead-letters/confirm/" in confirm["Location"]
+    ops.post("/admin/console/dead-letters/confirm/", {"operation": "discard", "ids": str(dead.pk), "reason": "obsolete"})
     dead.refresh_from_db()
     assert dead.status == DeadLetter.Status.DISCARDED

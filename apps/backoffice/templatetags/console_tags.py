@@ -1,0 +1,34 @@
+"""Small formatting filters of the operator console's templates."""
+
+from __future__ import annotations
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def duration(seconds) -> str:
+    """1.5 -> '1.5 s', 125 -> '2 min 5 s', 7300 -> '2 h 1 min'; '' for None."""
+    if seconds is None or seconds == "":
+        return ""
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+@register.filter
+def lookup(mapping, key):
+    return (mapping or {}).get(key)
+
+
+@register.filter
+def percent(value) -> str:
+    if value is None:
+        return ""
+    return f"{float(value) * 100:.1f} %"
