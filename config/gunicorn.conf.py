@@ -53,3 +53,13 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_fork(server, worker):
+    # Tracing, when the OTEL_* variables turn it on, starts in each worker:
+    # its exporter thread would not survive the fork from the master. Before
+    # the application is loaded, so that Django's middleware includes it.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    from apps.observability.tracing import init_process
+
+    init_process("web")

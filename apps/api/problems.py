@@ -14,6 +14,8 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from apps.observability import tracing
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_TYPE_BASE = "https://errors.saas-platform.dev/"
 
@@ -26,6 +28,10 @@ def problem_body(status: int, *, code: str, detail: str, title: str | None = Non
         "detail": detail,
     }
     body.update(extra)
+    if tracing.ENABLED:
+        trace_id = tracing.current_trace_id()
+        if trace_id:
+            body["trace_id"] = trace_id  # what a client quotes to support, to find this request's trace
     return body
 
 

@@ -50,6 +50,8 @@ PROBLEM_SCHEMA = {
         "detail": {"type": "string"},
         "errors": {"type": "object", "additionalProperties": True,
                    "description": "Field errors of a validation problem, by field name."},
+        "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$",
+                     "description": "The OpenTelemetry trace id of the request, when the platform traces it."},
     },
     "required": ["type", "title", "status", "detail"],
     "additionalProperties": True,

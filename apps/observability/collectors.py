@@ -286,13 +286,20 @@ def read_shards():
         tenants = dict(Tenant.objects.exclude(schema_name="public").values_list("shard__alias")
                        .annotate(n=Count("id")).order_by())
     up, size, placed, lag_bytes, lag_seconds, replica_up = [], [], [], [], [], []
+    connections_used, connections_max = [], []
     for alias in planes.shard_aliases():
         shard = _shard_name(alias)
         placed.append(((shard,), tenants.get(alias, 0)))
         try:
             with _bounded_cursor(alias) as cursor:
-                cursor.execute("SELECT pg_database_size(current_database())")
-                size.append(((shard,), cursor.fetchone()[0]))
+                cursor.execute(
+                    "SELECT pg_database_size(current_database()), "
+                    "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'), "
+                    "current_setting('max_connections')::int")
+                database_size, in_use, limit = cursor.fetchone()
+                size.append(((shard,), database_size))
+                connections_used.append(((shard,), in_use))
+                connections_max.append(((shard,), limit))
             up.append(((shard,), 1))
         except DatabaseError as exc:
             logger.warning("shard reading failed", extra={"shard": alias, "error": str(exc)[:200]})
@@ -324,10 +331,45 @@ def read_shards():
     yield _gauge("saas_shard_up", "1 when the shard's primary answers", ["shard"], up)
     yield _gauge("saas_shard_tenants", "Tenants placed on the shard", ["shard"], placed)
     yield _gauge("saas_shard_size_bytes", "Size of the shard's database", ["shard"], size)
+    yield _gauge("saas_shard_connections", "Client connections open on the shard's server (all databases)",
+                 ["shard"], connections_used)
+    yield _gauge("saas_shard_connections_max", "The shard server's max_connections", ["shard"], connections_max)
     yield _gauge("saas_replica_up", "1 when the shard's replica answers", ["shard"], replica_up)
     yield _gauge("saas_replica_lag_bytes", "WAL the replica has not replayed yet", ["shard"], lag_bytes)
     yield _gauge("saas_replica_lag_seconds", "Seconds since the replica's last replayed transaction, 0 when caught up",
                  ["shard"], lag_seconds)
+
+
+def read_moves():
+    """Tenant moves: how many are open per phase and path, each open move's
+    age and heartbeat age (labelled by tenant: only open moves, so the set
+    stays small), and the longest write freeze of the moves finished in the
+    last hour, per path."""
+    from datetime import timedelta
+
+    from django.db.models import Count, Max
+    from django.utils import timezone
+
+    from apps.tenancy.models import Move
+
+    now = timezone.now()
+    with _bounded_cursor("default"):
+        open_moves = list(Move.objects.filter(finished_at__isnull=True).select_related("tenant", "source", "target"))
+        by_phase = list(Move.objects.filter(finished_at__isnull=True).values_list("phase", "path")
+                        .annotate(n=Count("id")).order_by())
+        freezes = list(Move.objects.filter(finished_at__gte=now - timedelta(hours=1), freeze_seconds__isnull=False)
+                       .values_list("path").annotate(longest=Max("freeze_seconds")).order_by())
+    yield _gauge("saas_moves_in_progress", "Unfinished tenant moves", ["phase", "path"],
+                 [((phase, path or "-"), n) for phase, path, n in by_phase])
+    labels = ["tenant", "source", "target", "phase"]
+    yield _gauge("saas_move_age_seconds", "Seconds since an unfinished move started", labels,
+                 [((m.tenant.slug, m.source.name, m.target.name, m.phase), (now - m.started_at).total_seconds())
+                  for m in open_moves])
+    yield _gauge("saas_move_heartbeat_age_seconds", "Seconds since an unfinished move's mover last reported", labels,
+                 [((m.tenant.slug, m.source.name, m.target.name, m.phase), (now - m.heartbeat_at).total_seconds())
+                  for m in open_moves])
+    yield _gauge("saas_move_freeze_seconds_max", "Longest write freeze of the moves finished in the last hour",
+                 ["path"], [((path or "-",), seconds) for path, seconds in freezes])
 
 
 PARTITION_HORIZON_SQL = r"""
@@ -376,6 +418,7 @@ PLATFORM_COLLECTORS = [
     CachedCollector("outboxes", read_outboxes),
     CachedCollector("shards", read_shards),
     CachedCollector("partitions", read_partitions),
+    CachedCollector("moves", read_moves),
 ]
 
 

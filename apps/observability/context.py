@@ -14,6 +14,9 @@ from dataclasses import dataclass
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 tenant_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("tenant", default=None)
 user_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("user", default=None)
+# (trace id, span id) of the request or task this context last ran, when
+# traced: for log lines written after its span ended (apps/observability/tracing.py).
+trace_ids_var: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("trace_ids", default=None)
 
 
 @dataclass(frozen=True)

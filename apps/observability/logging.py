@@ -1,4 +1,5 @@
-"""JSON log lines with the request id, tenant and user on every line."""
+"""JSON log lines with the request id, tenant and user on every line, and
+the trace and span ids when tracing is on ("-" otherwise)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import logging
 
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
+from . import tracing
 from .context import request_id_var, tenant_var, user_var
+
+CONTEXT_FIELDS = ("request_id", "tenant", "user", "trace_id", "span_id")
 
 
 class ContextFilter(logging.Filter):
@@ -16,13 +20,14 @@ class ContextFilter(logging.Filter):
         record.request_id = request_id_var.get() or "-"
         record.tenant = tenant_var.get() or "-"
         record.user = user_var.get() or "-"
+        record.trace_id, record.span_id = tracing.current_ids() if tracing.ENABLED else tracing.NO_IDS
         return True
 
 
 class JsonFormatter(_BaseJsonFormatter):
     def add_fields(self, log_record, record, message_dict) -> None:
         super().add_fields(log_record, record, message_dict)
-        for field in ("request_id", "tenant", "user"):
+        for field in CONTEXT_FIELDS:
             log_record.setdefault(field, getattr(record, field, "-"))
 
 

@@ -15,7 +15,7 @@ from apps.api.problems import problem_response
 
 from . import health
 from .collectors import platform_exposition
-from .context import SYSTEM, Actor, actor_var, clean_request_id, request_id_var, tenant_var, user_var
+from .context import SYSTEM, Actor, actor_var, clean_request_id, request_id_var, tenant_var, trace_ids_var, user_var
 
 logger = logging.getLogger("apps.request")
 
@@ -130,6 +130,7 @@ def clear_request_context(**kwargs) -> None:
     tenant_var.set(None)
     user_var.set(None)
     actor_var.set(SYSTEM)
+    trace_ids_var.set(None)
 
 
 class UserContextMiddleware:

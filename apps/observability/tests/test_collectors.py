@@ -134,3 +134,24 @@ def test_web_metrics_include_the_readings(client, settings):
     body = client.get("/metrics", HTTP_AUTHORIZATION="Bearer ops-secret").content.decode()
     for name in ("saas_shard_up", "saas_dead_letters", "saas_metrics_collector_up", "saas_partition_months_ahead"):
         assert re.search(rf"^# TYPE {name} gauge$", body, re.MULTILINE), name
+
+
+def test_open_moves_and_the_last_hour_longest_freeze(tenants):
+    from apps.tenancy.models import Move, Shard
+
+    alpha, beta = tenants["alpha"], tenants["beta"]
+    other = Shard.objects.exclude(pk=alpha.shard_id).first()
+    stale = timezone.now() - dt.timedelta(minutes=3)
+    Move.objects.create(tenant=alpha, source=alpha.shard, target=other, schema_name=alpha.schema_name,
+                        retired_schema=f"{alpha.schema_name}_old", phase="copy", path="locked", heartbeat_at=stale)
+    Move.objects.create(tenant=beta, source=beta.shard, target=other, schema_name=beta.schema_name,
+                        retired_schema=f"{beta.schema_name}_old", phase="done", path="logical",
+                        freeze_seconds=0.42, finished_at=timezone.now())
+    found = samples(collector("moves"))
+    assert found[("saas_moves_in_progress", ("copy", "locked"))] == 1
+    labels = (alpha.slug, alpha.shard.name, other.name, "copy")
+    assert found[("saas_move_heartbeat_age_seconds", labels)] >= 180
+    assert found[("saas_move_age_seconds", labels)] >= 0
+    assert found[("saas_move_freeze_seconds_max", ("logical",))] == pytest.approx(0.42)
+    # Finished moves are not "in progress" and have no per-tenant series.
+    assert not any(name == "saas_move_age_seconds" and values[0] == beta.slug for name, values in found)
