@@ -13,7 +13,8 @@ or return value (they may hold tokens and signed links).
 
 import os
 
-from celery import Celery
+from celery import Celery, signals
+from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from apps.jobs import metrics as task_metrics
@@ -38,7 +39,43 @@ def _queues():
 
 
 app.conf.task_queues = _queues()
+# Fairness between tenants within a queue (apps/jobs/fairness.py): how long
+# a running task's slot outlives its last renewal (a killed worker's slot
+# frees after this), and how often beat wakes tasks parked behind such slots.
+# (Read here, not in config.settings: apps import this module, and apps may
+# not import the settings package.)
+def _seconds(name: str, default: float, minimum: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        value = -1.0
+    if not value >= minimum:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds >= {minimum}, not {raw!r}")
+    return value
+
+
+app.conf.fairness_lease_seconds = _seconds("TASK_FAIRNESS_LEASE_SECONDS", 30, minimum=1)
+app.conf.beat_schedule = {**app.conf.beat_schedule, "fairness-sweep": {
+    "task": "jobs.fairness_sweep", "schedule": _seconds("TASK_FAIRNESS_SWEEP_SECONDS", 5, minimum=0.5)}}
+app.conf.task_routes = {**app.conf.task_routes, "jobs.fairness_sweep": {"queue": "maintenance"}}
 app.steps["consumer"].add(UnackedHeartbeat)
 install_task_payload_redaction()
 task_metrics.connect()
 app.autodiscover_tasks()
+
+
+# Tracing (when OTEL_* turns it on) starts in each pool process after the
+# fork, never in the parent: its exporter thread would not survive a fork.
+@signals.worker_process_init.connect(weak=False)
+def _trace_pool_process(**kwargs) -> None:
+    from apps.observability.tracing import init_process
+
+    init_process("worker")
+
+
+@signals.beat_init.connect(weak=False)
+def _trace_beat(**kwargs) -> None:
+    from apps.observability.tracing import init_process
+
+    init_process("beat")

@@ -1,11 +1,13 @@
-import datetime as dt
-
+from django.conf import settings
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
-from apps.api.serializers import JsonObjectField, StrictSerializer, WindowedDateTimeField, validated
+from apps.api.parsers import DEFAULT_MAX_DEPTH, BoundedJSONParser
+from apps.api.serializers import JsonObjectField, StrictSerializer, WindowedDateTimeField
 from apps.api.views import TenantAPIView
 from apps.partitions.partitions import accepting_window
 
@@ -22,7 +24,39 @@ class EventSerializer(StrictSerializer):
                                  help_text=f"At most {services.MAX_PROPERTIES_BYTES} bytes as JSON.")
 
 
+def _nested_deeper_than(value, limit: int) -> bool:
+    """json_depth_exceeds, level by level: a batch holds thousands of small
+    containers, and one type check per child is a tenth of the generic walk."""
+    level, depth = [value], 1
+    while level:
+        if depth > limit:
+            return True
+        deeper = []
+        for item in level:
+            for child in (item.values() if type(item) is dict else item):
+                if type(child) is dict or type(child) is list:
+                    deeper.append(child)
+        level, depth = deeper, depth + 1
+    return False
+
+
+class EventBatchParser(BoundedJSONParser):
+    """The API's bounded JSON parser, with a depth check sized for batches."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = getattr(settings, "API_MAX_JSON_DEPTH", DEFAULT_MAX_DEPTH)
+        try:
+            data = JSONParser.parse(self, stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError(f"JSON nested too deeply: at most {limit} levels.") from None
+        if type(data) in (dict, list) and _nested_deeper_than(data, limit):
+            raise ParseError(f"JSON nested too deeply: at most {limit} levels.")
+        return data
+
+
 class EventIngestApi(TenantAPIView):
+    parser_classes = [EventBatchParser]
+
     class EventBatchInput(StrictSerializer):
         events = EventSerializer(many=True, allow_empty=False, max_length=services.MAX_BATCH)
 
@@ -31,10 +65,8 @@ class EventIngestApi(TenantAPIView):
 
     @extend_schema(request=EventBatchInput, responses={202: EventBatchOutput}, operation_id="events_ingest")
     def post(self, request):
-        data = validated(self.EventBatchInput, request.data)
-        events = [
-            services.EventInput(type=e["type"], timestamp=e["timestamp"].astimezone(dt.UTC), properties=e["properties"])
-            for e in data["events"]
-        ]
-        accepted = services.events_ingest(events=events)
+        # EventBatchInput states the body in the OpenAPI schema; the service
+        # validates it in one plain pass, as per-event serializer fields cost
+        # more than the write itself on a batch of 1,000.
+        accepted = services.events_ingest(events=services.events_parse(request.data))
         return Response({"accepted": accepted}, status=status.HTTP_202_ACCEPTED)

@@ -1,4 +1,12 @@
-"""Event ingestion. Callers must have a tenant active."""
+"""Event ingestion. Callers must have a tenant active.
+
+A batch of up to 1,000 events is one request, so the cost per event is what
+matters: the batch is validated in one plain pass (no framework field objects
+per event), written with one COPY into the partitioned table (PostgreSQL
+routes each row to its month's partition, or the DEFAULT one) and folded into
+the daily rollups with one set-wise upsert, all in one transaction (with the
+Idempotency-Key record, when the API view opened one around it).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +14,12 @@ import datetime as dt
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.core.exceptions import ValidationError
 from django.db import connections, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from apps.billing.services import quota_enforce
 from apps.caching.tenant_cache import invalidate
@@ -18,12 +27,20 @@ from apps.partitions.partitions import accepting_window, month_start_datetime
 from apps.tenancy.context import require_active_tenant
 from apps.tenancy.routers import tenant_write_alias
 
-from .models import Event
 from .selectors import events_in_month
 
 MAX_BATCH = 1000
 MAX_PROPERTIES_BYTES = 8 * 1024
 EVENT_TYPE = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,99}$")
+EVENT_FIELDS = frozenset({"type", "timestamp", "properties"})
+# A NUL escape in JSON text (\u0000 after an even number of backslashes):
+# jsonb cannot store it. Text that merely shows a backslash and "u0000" is fine.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+# One encoder for every event: json.dumps with options builds a new one per call.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+
+_COPY_EVENTS = "COPY analytics_event (occurred_at, event_type, properties, received_at) FROM STDIN"
 
 _ROLLUP_UPSERT = """
 INSERT INTO analytics_dailyrollup (day, event_type, count)
@@ -31,12 +48,86 @@ SELECT * FROM unnest(%s::date[], %s::varchar[], %s::bigint[])
 ON CONFLICT (day, event_type) DO UPDATE SET count = analytics_dailyrollup.count + EXCLUDED.count
 """
 
+TYPE_RULE = "1-100 characters: lowercase letters, digits and _ . : -, starting with a letter or digit."
 
-@dataclass(frozen=True)
-class EventInput:
+
+class EventInput(NamedTuple):  # a tuple: a thousand per batch are made cheaply
     type: str
     timestamp: dt.datetime
     properties: dict
+
+
+def events_parse(payload) -> list[EventInput]:
+    """A request body ``{"events": [{"type", "timestamp", "properties"?}, ...]}``
+    -> events, or a ValidationError naming every bad field as
+    ``events[<index>].<field>``. Checks shape and types; ``events_ingest``
+    checks the business rules (type pattern, window, size)."""
+    if not isinstance(payload, dict):
+        raise ValidationError({"events": "Send a JSON object with a list of events."})
+    errors: dict[str, str] = {f"{name}": "Unknown field." for name in sorted(set(payload) - {"events"})}
+    raw = payload.get("events")
+    if not isinstance(raw, list):
+        errors["events"] = "Send a list of events."
+        raise ValidationError(errors)
+    events: list[EventInput] = []
+    for index, item in enumerate(raw):
+        where = f"events[{index}]"
+        if not isinstance(item, dict):
+            errors[where] = "Must be an object with type, timestamp and properties."
+            continue
+        if not item.keys() <= EVENT_FIELDS:
+            for name in sorted(set(item) - EVENT_FIELDS):
+                errors[f"{where}.{name}"] = "Unknown field."
+        kind, stamp, properties = item.get("type"), item.get("timestamp"), item.get("properties")
+        if not isinstance(kind, str):
+            errors[f"{where}.type"] = "Required: a string."
+        when = None
+        if not isinstance(stamp, str):
+            errors[f"{where}.timestamp"] = "Required: an ISO 8601 date and time."
+        else:
+            when = _parse_timestamp(stamp)
+            if when is None:
+                errors[f"{where}.timestamp"] = "Must be an ISO 8601 date and time, e.g. 2026-01-31T12:00:00Z."
+            elif when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)  # the API's time zone
+        if "properties" not in item:
+            properties = {}
+        elif not isinstance(properties, dict):  # null too: the schema says an object
+            errors[f"{where}.properties"] = "Must be a JSON object."
+        if not errors:
+            events.append(EventInput(type=kind, timestamp=when, properties=properties))
+    if errors:
+        raise ValidationError(errors)
+    return events
+
+
+def _parse_timestamp(text: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text)  # ISO 8601 with "Z" too, in C
+    except ValueError:
+        pass
+    try:
+        return parse_datetime(text)  # the forms Django's own parser accepts besides
+    except ValueError:
+        return None
+
+
+def _properties_json(properties: dict) -> tuple[str | None, int]:
+    """The stored JSON text and its size in bytes; None when jsonb cannot
+    hold it (NUL, or an unpaired surrogate anywhere, keys included)."""
+    text = _JSON.encode(properties)
+    if "\\u0000" in text and _JSON_NUL.search(text):
+        return None, 0
+    try:
+        return text, (len(text) if text.isascii() else len(text.encode()))
+    except UnicodeEncodeError:
+        return None, 0
+
+
+def _copy_field(text: str) -> str:
+    # COPY's text format: backslash is its escape character. JSON text has no
+    # raw tab, newline or carriage return (json.dumps escapes them).
+    return text.replace("\\", "\\\\") if "\\" in text else text
 
 
 def events_ingest(*, events: list[EventInput]) -> int:
@@ -51,32 +142,41 @@ def events_ingest(*, events: list[EventInput]) -> int:
         raise ValidationError({"events": f"At most {MAX_BATCH} events per request."})
     now = timezone.now()
     earliest, latest = accepting_window(now)
+    received = now.isoformat()
     errors: dict[str, str] = {}
+    lines: list[str] = []
+    per_day: Counter = Counter()
     for index, event in enumerate(events):
         if not EVENT_TYPE.match(event.type or ""):
-            errors[f"events[{index}].type"] = (
-                "1-100 characters: lowercase letters, digits and _ . : -, starting with a letter or digit."
-            )
+            errors[f"events[{index}].type"] = TYPE_RULE
         if not (earliest <= event.timestamp <= latest):
             errors[f"events[{index}].timestamp"] = f"Must be between {earliest:%Y-%m-%d} and one day from now."
-        if len(json.dumps(event.properties)) > MAX_PROPERTIES_BYTES:
+        text, size = _properties_json(event.properties)
+        if text is None:
+            errors[f"events[{index}].properties"] = "Text in this object (keys included) must not contain the NUL " \
+                                                    "character or an unpaired surrogate."
+        elif size > MAX_PROPERTIES_BYTES:
             errors[f"events[{index}].properties"] = f"At most {MAX_PROPERTIES_BYTES} bytes of JSON."
+        if errors:
+            continue
+        when = event.timestamp if event.timestamp.tzinfo is dt.UTC else event.timestamp.astimezone(dt.UTC)
+        lines.append(f"{when.isoformat()}\t{event.type}\t{_copy_field(text)}\t{received}\n")
+        per_day[(when.date(), event.type)] += 1
     if errors:
         raise ValidationError(errors)
 
     alias = tenant_write_alias()
+    month_start = month_start_datetime(now.date())
+    this_month = sum(1 for e in events if e.timestamp >= month_start)
     with transaction.atomic(using=alias):
-        month_start = month_start_datetime(now.date())
-        this_month = sum(1 for e in events if e.timestamp >= month_start)
         quota_enforce(tenant=require_active_tenant(), quota="events_per_month",
                       used=events_in_month(now.date()), adding=this_month)
-        Event.objects.bulk_create(
-            [Event(occurred_at=e.timestamp, event_type=e.type, properties=e.properties, received_at=now) for e in events],
-            batch_size=500,
-        )
-        per_day = Counter((e.timestamp.astimezone(dt.UTC).date(), e.type) for e in events)
         days, types, counts = zip(*[(day, kind, n) for (day, kind), n in sorted(per_day.items())])
+        # Django's cursor sets the tenant's search_path (django-tenants) before
+        # handing out psycopg's cursor, so the unqualified table is the tenant's.
         with connections[alias].cursor() as cursor:
+            with cursor.cursor.copy(_COPY_EVENTS) as copy:
+                copy.write("".join(lines))
             cursor.execute(_ROLLUP_UPSERT, [list(days), list(types), list(counts)])
         invalidate("usage")
     return len(events)

@@ -7,4 +7,4 @@ class ApiConfig(AppConfig):
     verbose_name = "API conventions"
 
     def ready(self) -> None:
-        from . import schema  # noqa: F401  (registers the OpenAPI auth extensions)
+        from . import authentication, schema  # noqa: F401  (cache invalidation receivers; OpenAPI auth extensions)

@@ -10,7 +10,7 @@ from .services import subscription_change_plan
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
     list_display = ["code", "name", "rank", "max_documents", "max_events_per_month", "max_seats", "max_api_keys",
-                    "rate_limit_per_minute"]
+                    "rate_limit_per_minute", "task_concurrency"]
 
     def get_readonly_fields(self, request, obj=None):
         # Flags and commands name plans by code; a rename would silently

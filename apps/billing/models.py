@@ -18,6 +18,11 @@ class Plan(models.Model):
     # Requests per minute per tenant; the rate limiter reads it (no restart
     # needed when a tenant changes plan).
     rate_limit_per_minute = models.PositiveIntegerField()
+    # Tasks of one tenant that run at once per queue; more wait, parked, so
+    # one tenant's flood cannot hold back the others (apps/jobs/fairness.py).
+    # 0: no limit.
+    task_concurrency = models.PositiveSmallIntegerField(
+        default=2, help_text="Tasks of one tenant running at once per queue (0: no limit).")
 
     class Meta:
         ordering = ["rank"]

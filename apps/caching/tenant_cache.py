@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import pickle
 import random
 import time
@@ -31,7 +32,7 @@ from apps.observability import metrics
 from apps.tenancy.context import require_active_tenant
 from apps.tenancy.routers import tenant_write_alias
 
-from . import versioned
+from . import health, versioned
 
 LOCK_SECONDS = 10
 COLD_WAIT_SECONDS = 1.0
@@ -50,14 +51,61 @@ def _count(namespace: str, result: str) -> None:
     metrics.cache_requests.labels(namespace=namespace, result=result).inc()
 
 
+# Reads sent ahead in another round trip of this request (``prefetch``):
+# (tenant id, namespace, key) -> the Read. Set per request by the tenant
+# middleware (``request_scope``), so nothing prefetched outlives its request.
+_prefetched: contextvars.ContextVar[dict | None] = contextvars.ContextVar("tenant_cache_prefetched", default=None)
+
+
+def request_scope() -> contextvars.Token:
+    """Start a request's prefetch slot; pass the token to ``end_request_scope``."""
+    return _prefetched.set({})
+
+
+def end_request_scope(token: contextvars.Token) -> None:
+    """End the request's prefetch slot. A prefetch its view never used (the
+    request was refused) gives back the recompute lock its read took on a
+    miss, or every reader of that key would wait for a recompute that never
+    comes."""
+    left = _prefetched.get() or {}
+    _prefetched.reset(token)
+    for pending in left.values():
+        if pending.result is not None and pending.result.locked:
+            versioned.release_lock(pending.result)
+
+
+def prefetch(namespace: str, key: str) -> versioned.PipelinedRead | None:
+    """The read of ``key`` as a command for another pipeline of this request
+    (the rate-limit round trip), so that a cached read costs no round trip
+    of its own; ``get_or_compute`` then uses its answer. None when there is
+    nothing to send (cache off, Redis suspect, no request scope)."""
+    slots = _prefetched.get()
+    generation = health.generation()
+    if not settings.TENANT_CACHE_ENABLED or slots is None or generation is None:
+        return None
+    tenant_id = require_active_tenant().pk
+    pending = versioned.PipelinedRead(_version_key(tenant_id, namespace), f"{_prefix(tenant_id)}:{namespace}",
+                                      f":{key}", lock_seconds=LOCK_SECONDS, generation=generation)
+    slots[(tenant_id, namespace, key)] = pending
+    return pending
+
+
+def _read(tenant_id: int, namespace: str, key: str) -> versioned.Read | None:
+    slots = _prefetched.get()
+    pending = slots.pop((tenant_id, namespace, key), None) if slots else None
+    if pending is not None and pending.result is not None and pending.result.generation == health.generation():
+        return pending.result
+    return versioned.read(_version_key(tenant_id, namespace), f"{_prefix(tenant_id)}:{namespace}", f":{key}",
+                          lock_seconds=LOCK_SECONDS)
+
+
 def get_or_compute(namespace: str, key: str, compute: Callable[[], Any], *, ttl: int | None = None) -> Any:
     """The cached value of ``key`` in the active tenant's ``namespace``."""
     ttl = ttl or settings.CACHE_DEFAULT_SECONDS
     if not settings.TENANT_CACHE_ENABLED:
         return compute()
     tenant_id = require_active_tenant().pk
-    found = versioned.read(_version_key(tenant_id, namespace), f"{_prefix(tenant_id)}:{namespace}", f":{key}",
-                           lock_seconds=LOCK_SECONDS)
+    found = _read(tenant_id, namespace, key)
     if found is None:
         _count(namespace, "bypass")
         return compute()

@@ -99,6 +99,121 @@ def read(version_key: str, base: str, suffix: str = "", *, lock_seconds: int = 0
     return Read(key=f"{base}:g{generation}:v{version}{suffix}", raw=raw, locked=bool(locked), generation=generation)
 
 
+# The first round trip of a request: a hostname's version (and its entry,
+# unless the caller already holds that version in memory), the versions of
+# further scopes and plain keys (read-your-writes), all at once. Versions
+# missing in Redis are created from the caller's clock (milliseconds): held
+# in process memory, an entry must never meet its old version again after
+# the counter was lost (eviction, a flush), and a counter counted up from 0
+# would. A created version expires (a flood of made-up host names leaves
+# nothing behind); when it is created again it is newer, which costs a miss.
+VERSION_SECONDS = 7 * 24 * 3600
+# KEYS: host version key, then ARGV[4] scope version keys, then plain keys.
+# ARGV: entry base, entry suffix, version held by the caller, clock ms,
+# count, lifetime of a created version (VERSION_SECONDS).
+FRONT_SCRIPT = """
+local version = redis.call('GET', KEYS[1])
+if not version then
+  version = ARGV[4]
+  redis.call('SET', KEYS[1], version, 'EX', ARGV[6])
+end
+local entry = false
+if version ~= ARGV[3] then entry = redis.call('GET', ARGV[1] .. version .. ARGV[2]) end
+local result = {version, entry}
+local scopes = tonumber(ARGV[5])
+for i = 2, #KEYS do
+  local value = redis.call('GET', KEYS[i])
+  if not value and i <= scopes + 1 then
+    value = ARGV[4]
+    redis.call('SET', KEYS[i], value, 'EX', ARGV[6])
+  end
+  result[i + 1] = value
+end
+return result
+"""
+FRONT_SCRIPT_SHA = hashlib.sha1(FRONT_SCRIPT.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Front:
+    """What the first round trip found: the host's ``read`` (``raw`` is None
+    when the caller's version is current, or when there is no entry), and
+    the values of the further keys, in order."""
+
+    read: Read
+    version: str
+    values: list[str | None]
+
+
+def _text(value) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def read_front(version_key: str, base: str, *, held_version: str | None, scope_keys: list[str],
+               plain_keys: list[str]) -> Front | None:
+    """One round trip for the start of a request (see FRONT_SCRIPT); None
+    when Redis is not to be used now."""
+    generation = health.generation()
+    if generation is None:
+        return None
+    keys = [version_key, *scope_keys, *plain_keys]
+    args = [f"{base}:g{generation}:v", "", held_version or "", int(time.time() * 1000), len(scope_keys),
+            VERSION_SECONDS]
+    redis_client = client()
+    try:
+        try:
+            version, raw, *values = redis_client.evalsha(FRONT_SCRIPT_SHA, len(keys), *keys, *args)
+        except NoScriptError:
+            version, raw, *values = redis_client.eval(FRONT_SCRIPT, len(keys), *keys, *args)
+    except RedisError:
+        health.report_failure()
+        return None
+    if health.generation() != generation:
+        return None
+    version = _text(version)
+    values = [_text(v) for v in values] + [None] * (len(keys) - 1 - len(values))
+    return Front(read=Read(key=f"{base}:g{generation}:v{version}", raw=raw, locked=False, generation=generation),
+                 version=version, values=values)
+
+
+def read_versions(version_keys: list[str]) -> list[str]:
+    """The versions of these scopes (created when missing, as FRONT_SCRIPT
+    does); raises RedisError."""
+    keys = [f"{key_prefix()}:front:none", *version_keys]  # no host: a key no entry is stored under
+    args = ["-", "", "", int(time.time() * 1000), len(version_keys), VERSION_SECONDS]
+    _, _, *values = client().eval(FRONT_SCRIPT, len(keys), *keys, *args)
+    return [_text(v) for v in values]
+
+
+class PipelinedRead:
+    """``read`` as one command of someone else's pipeline (the rate-limit
+    round trip): ``add`` it, then hand ``done`` its reply. ``result`` is the
+    Read, or None when the reply was unusable (the caller reads normally)."""
+
+    def __init__(self, version_key: str, base: str, suffix: str, *, lock_seconds: int, generation: int):
+        self.args = ([version_key], [f"{base}:g{generation}:v", suffix, lock_seconds])
+        self.base, self.suffix, self.generation = base, suffix, generation
+        self.result: Read | None = None
+
+    def add(self, pipe) -> None:
+        keys, args = self.args
+        pipe.evalsha(READ_SCRIPT_SHA, len(keys), *keys, *args)
+
+    def done(self, reply) -> None:
+        if isinstance(reply, NoScriptError):
+            return  # the caller's own read loads the script
+        if isinstance(reply, Exception):
+            if isinstance(reply, RedisError):
+                health.report_failure()
+            return
+        if health.generation() != self.generation:
+            return
+        version, raw, locked = reply
+        version = _text(version)
+        self.result = Read(key=f"{self.base}:g{self.generation}:v{version}{self.suffix}", raw=raw,
+                           locked=bool(locked), generation=self.generation)
+
+
 def peek(found: Read) -> bytes | None | bool:
     """The entry at ``found.key`` now, for a caller waiting on another's
     recompute: the bytes, None while not there yet, or False when Redis is
@@ -185,16 +300,34 @@ def _bump(keys: list[str], *, patient: bool) -> bool:
     deadline = time.monotonic() + budget
     while True:
         try:
-            pipe = client().pipeline(transaction=False)
-            for key in keys:
-                pipe.incr(key)
-            pipe.execute()
+            _raise_versions(keys)
             return True
         except RedisError:
             health.report_failure()
             if not patient or time.monotonic() + RETRY_PAUSE_SECONDS >= deadline:
                 return False
             time.sleep(RETRY_PAUSE_SECONDS)
+
+
+# Raise each version by one; a missing one starts at the clock (ms), as
+# FRONT_SCRIPT creates them: counted up from 0 again after a flush or an
+# eviction, a version would meet values it had before, and entries held in
+# process memory under those (apps.caching.local) would come back.
+RAISE_SCRIPT = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then redis.call('INCR', key) else redis.call('SET', key, ARGV[1]) end
+end
+return #KEYS
+"""
+RAISE_SCRIPT_SHA = hashlib.sha1(RAISE_SCRIPT.encode()).hexdigest()
+
+
+def _raise_versions(keys: list[str]) -> None:
+    redis_client, args = client(), [int(time.time() * 1000)]
+    try:
+        redis_client.evalsha(RAISE_SCRIPT_SHA, len(keys), *keys, *args)
+    except NoScriptError:
+        redis_client.eval(RAISE_SCRIPT, len(keys), *keys, *args)
 
 
 def _record(keys: list[str]) -> None:
@@ -222,9 +355,6 @@ def apply_pending(*, batch: int = 500) -> int:
         rows = list(PendingInvalidation.objects.order_by("pk").values_list("pk", "version_key")[:batch])
         if not rows:
             return applied
-        pipe = client().pipeline(transaction=False)
-        for key in sorted({key for _, key in rows}):
-            pipe.incr(key)
-        pipe.execute()  # raises when Redis is down: the rows stay for the next sweep
+        _raise_versions(sorted({key for _, key in rows}))  # raises when Redis is down: the rows stay
         PendingInvalidation.objects.filter(pk__in=[pk for pk, _ in rows]).delete()
         applied += len(rows)

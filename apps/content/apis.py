@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from django.utils import timezone
 from django.utils.http import http_date
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -61,6 +62,23 @@ class DocumentOutput(serializers.ModelSerializer):
     class Meta:
         model = Document
         fields = ["id", "title", "body", "tags", "status", "author_id", "version", "created_at", "updated_at"]
+
+
+def _timestamp(value) -> str:
+    # What DRF's DateTimeField gives: current time zone, ISO 8601, "Z" for UTC.
+    text = timezone.localtime(value).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def document_data(document: Document) -> dict:
+    """DocumentOutput's representation, built directly: the detail read is
+    the hottest path of the API, and the serializer's per-field machinery
+    was a tenth of its time. DocumentOutput stays the schema (and the
+    output of the other endpoints); a test holds the two equal."""
+    return {"id": document.pk, "title": document.title, "body": document.body,
+            "tags": [str(tag) for tag in document.tags], "status": document.status,
+            "author_id": document.author_id, "version": document.version,
+            "created_at": _timestamp(document.created_at), "updated_at": _timestamp(document.updated_at)}
 
 
 class DocumentInput(StrictSerializer):
@@ -131,6 +149,10 @@ class DocumentListCreateApi(TenantAPIView):
 
 
 class DocumentDetailApi(TenantAPIView):
+    def cache_prefetch(self, request) -> tuple[str, str] | None:
+        """The cached entry a GET reads, fetched in the rate limit's round trip."""
+        return ("documents", f"doc:{self.kwargs['document_id']}") if request.method in ("GET", "HEAD") else None
+
     def _get(self, document_id: int) -> Document:
         document = selectors.document_get(document_id=document_id)
         if document is None:
@@ -141,7 +163,7 @@ class DocumentDetailApi(TenantAPIView):
     def get(self, request, document_id: int):
         def detail():
             document = selectors.document_get(document_id=document_id)
-            return None if document is None else {"data": DocumentOutput(document).data, "etag": etag_of(document),
+            return None if document is None else {"data": document_data(document), "etag": etag_of(document),
                                                   "modified": document.updated_at}
 
         cached = tenant_cache.get_or_compute("documents", f"doc:{document_id}", detail)

@@ -12,6 +12,9 @@
   the task retries with backoff, up to ``tenant_busy_max_retries``, and each
   attempt resolves the tenant afresh from the registry, so it runs wherever
   the tenant lives by then.
+* Fairness: at most the plan's ``task_concurrency`` tasks of one tenant run
+  at once per queue; more are parked in Redis and re-published as its
+  running tasks end (apps/jobs/fairness.py).
 * Logs: the message carries a redacted ``argsrepr``/``kwargsrepr`` (argument
   names only), so the worker's log lines, events and ``celery inspect`` never
   show a token or a signed link that a task received.
@@ -24,6 +27,7 @@ import random
 from typing import NoReturn
 
 from celery import Task
+from celery.exceptions import Ignore
 from celery.utils.time import get_exponential_backoff_interval
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, ProgrammingError
@@ -32,9 +36,17 @@ from django.utils import timezone
 from apps.observability.context import request_id_var, tenant_var, user_var
 from apps.tenancy.context import NoActiveTenant, active_tenant
 
+from . import fairness
 from .errors import PermanentError, RetryLater
 
 logger = logging.getLogger(__name__)
+
+# Celery reads these settings on every send, through a chain of maps whose
+# middle one is Django's settings object behind a "CELERY_" prefix: about
+# 25 us a lookup, four per apply_async (a quarter of a bare Redis publish).
+# They do not change while a process runs, so the first send copies them into
+# the chain's first map, where a lookup costs a third of that.
+_SEND_SETTINGS = ("task_always_eager", "task_send_sent_event", "broker_pool_acquire_timeout")
 
 TEMPORARY_ERRORS = (RetryLater, OperationalError, InterfaceError, ConnectionError, TimeoutError)
 FIRST_FAILURE_KEY = "jobs:first-failure:{}"
@@ -61,6 +73,9 @@ def _missing_relation(exc: BaseException) -> bool:
 class PlatformTask(Task):
     abstract = True
     tenant_scoped = False
+    # Tenant messages over their plan's limit are parked as they arrive
+    # (apps/jobs/fairness.py); other messages take Celery's default path.
+    Strategy = "apps.jobs.fairness:fair_strategy"
     autoretry_for = TEMPORARY_ERRORS
     dont_autoretry_for = (PermanentError,)
     max_retries = 5
@@ -75,6 +90,11 @@ class PlatformTask(Task):
 
     def apply_async(self, args=None, kwargs=None, task_id=None, producer=None, link=None, link_error=None,
                     shadow=None, **options):
+        app = self._get_app()
+        if not app.__dict__.get("_send_settings_pinned"):
+            for key in _SEND_SETTINGS:
+                app.conf[key] = app.conf[key]
+            app._send_settings_pinned = True
         headers = dict(options.pop("headers", None) or {})
         headers.setdefault("request_id", request_id_var.get())
         headers.setdefault("user_id", user_var.get())
@@ -103,29 +123,43 @@ class PlatformTask(Task):
         try:
             if not self.tenant_scoped:
                 return super().__call__(*args, **kwargs)
-            from apps.tenancy.activation import tenant_activated
-            from apps.tenancy.models import Tenant
-
             tenant_id = self.header("tenant_id")
-            # Fresh from the registry on every attempt: a move may have put
-            # the tenant on another shard since the message was sent.
-            tenant = Tenant.objects.select_related("shard").filter(pk=tenant_id).first() if tenant_id else None
-            if tenant is None or tenant.shard is None:
+            if not tenant_id:
                 raise PermanentError(f"{self.name}: no tenant {tenant_id!r} to run for")
-            if not tenant.accepts_writes:
-                self.retry_tenant_busy(TenantBusy(f"tenant {tenant.slug} does not accept writes now"),
-                                       frozen_until=tenant.writes_frozen_until if tenant.writes_frozen else None)
+            # One tenant may not fill a queue's workers: over its plan's
+            # limit the message is parked and acknowledged (apps/jobs/fairness.py).
+            slot = fairness.acquire(self, tenant_id=tenant_id)
+            if slot is False:
+                raise Ignore()
             try:
-                with tenant_activated(tenant):
-                    return super().__call__(*args, **kwargs)
-            except ProgrammingError as exc:
-                if not _missing_relation(exc) or not self._tenant_moving(tenant):
-                    raise
-                self.retry_tenant_busy(TenantBusy(f"tenant {tenant.slug} is moving: {exc}"[:300]))
+                return self._run_for_tenant(tenant_id, args, kwargs)
+            finally:
+                if slot is not None:
+                    fairness.release(slot)
         finally:
             request_id_var.reset(request_token)
             user_var.reset(user_token)
             tenant_var.set(None)
+
+    def _run_for_tenant(self, tenant_id, args, kwargs):
+        from apps.tenancy.activation import tenant_activated
+        from apps.tenancy.models import Tenant
+
+        # Fresh from the registry on every attempt: a move may have put
+        # the tenant on another shard since the message was sent.
+        tenant = Tenant.objects.select_related("shard").filter(pk=tenant_id).first()
+        if tenant is None or tenant.shard is None:
+            raise PermanentError(f"{self.name}: no tenant {tenant_id!r} to run for")
+        if not tenant.accepts_writes:
+            self.retry_tenant_busy(TenantBusy(f"tenant {tenant.slug} does not accept writes now"),
+                                   frozen_until=tenant.writes_frozen_until if tenant.writes_frozen else None)
+        try:
+            with tenant_activated(tenant):
+                return super().__call__(*args, **kwargs)
+        except ProgrammingError as exc:
+            if not _missing_relation(exc) or not self._tenant_moving(tenant):
+                raise
+            self.retry_tenant_busy(TenantBusy(f"tenant {tenant.slug} is moving: {exc}"[:300]))
 
     @staticmethod
     def _tenant_moving(tenant) -> bool:

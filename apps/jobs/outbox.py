@@ -35,6 +35,7 @@ from django.db import close_old_connections, connections, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from apps.observability import tracing
 from apps.observability.context import request_id_var, user_var
 
 logger = logging.getLogger(__name__)
@@ -160,7 +161,8 @@ def _relay(model, alias: str, ids=None, *, older_than=None, limit: int = 500) ->
     sent = []
     try:
         for message in rows:
-            publish(message)  # outside any transaction: no row is locked while the broker is slow
+            with tracing.outbox_relay_span(message):  # in the trace of the change that wrote the row
+                publish(message)  # outside any transaction: no row is locked while the broker is slow
             sent.append(message.pk)
     except Exception as exc:  # broker down: keep the rows for the sweep
         failed = rows[len(sent)]
@@ -295,6 +297,8 @@ def enqueue(model, alias: str, task, *, args=(), kwargs=None, headers=None, tena
     with its ``tenant`` active: the relay runs after the request's tenant was
     deactivated, on another thread."""
     all_headers = {"request_id": request_id_var.get(), "user_id": user_var.get(), **(headers or {})}
+    if tracing.ENABLED:
+        tracing.inject(all_headers)  # the relay publishes in this trace, later and on another thread
     message = model.objects.using(alias).create(
         task_name=task.name, args=list(args), kwargs=dict(kwargs or {}), headers=all_headers
     )

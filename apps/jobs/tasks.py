@@ -4,7 +4,7 @@ import time
 
 from celery import shared_task
 
-from .base import PlatformTask
+from .base import PlatformTask, TenantTask
 
 PING_KEY = "jobs:ping:latency"
 
@@ -19,3 +19,27 @@ def ping(sent_at: float, key: str = PING_KEY) -> float:
     client.rpush(key, latency)
     client.ltrim(key, -10_000, -1)
     return latency
+
+
+@shared_task(base=TenantTask, name="jobs.tenant_probe", ignore_result=True)
+def tenant_probe(key: str, label: str, sent_at: float, seconds: float = 0.0) -> None:
+    """Per-tenant queue-lag probe: appends "<label> <tenant id> <start - sent>"
+    to the Redis list ``key``, then holds its slot ``seconds`` (a stand-in
+    for real work when measuring fairness between tenants)."""
+    from apps.caching.connections import redis_client
+    from apps.tenancy.context import require_active_tenant
+
+    started = time.time()
+    client = redis_client()
+    client.rpush(key, f"{label} {require_active_tenant().pk} {started - sent_at:.4f} {started:.4f}")
+    client.expire(key, 3600)
+    if seconds:
+        time.sleep(min(seconds, 60.0))
+
+
+@shared_task(base=PlatformTask, name="jobs.fairness_sweep", ignore_result=True)
+def fairness_sweep() -> int:
+    """Wake tasks parked behind slots whose workers died (apps/jobs/fairness.py)."""
+    from .fairness import sweep
+
+    return sweep()

@@ -11,6 +11,12 @@ class RateLimitConfig(AppConfig):
     verbose_name = "Rate limits"
 
     def ready(self):
+        from apps.caching import local
+
+        from . import signals  # noqa: F401  (plan edits refresh the limits held in process)
+        from .selectors import PLANS_SCOPE
+
+        local.register_shared_scope(PLANS_SCOPE)
         from .clients import trusted_networks
 
         trusted_networks()  # a mistyped TRUSTED_PROXIES stops the process at start, not each request

@@ -14,13 +14,14 @@ concurrency), and have no per-tenant plan limits or fallback.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import redis
 from django.conf import settings
@@ -66,6 +67,18 @@ for i, key in ipairs(KEYS) do
 end
 return result
 """
+
+
+TOKEN_BUCKETS_SHA = hashlib.sha1(TOKEN_BUCKETS.encode()).hexdigest()
+
+
+class Piggyback(Protocol):
+    """Commands sent in the same round trip as the rate-limit script (the
+    request's cached entry, ``apps.caching.tenant_cache.Prefetch``)."""
+
+    def add(self, pipe) -> None: ...
+
+    def done(self, result) -> None: ...  # its reply, or the RedisError it got
 
 
 @dataclass(frozen=True)
@@ -187,16 +200,20 @@ def redis_or_local(remote: Callable[[str], T], local: Callable[[], T]) -> T:
     return local()
 
 
-def take_all(buckets: list[Bucket], *, cost: int = 1) -> list[Decision]:
+def take_all(buckets: list[Bucket], *, cost: int = 1, piggyback: Piggyback | None = None) -> list[Decision]:
     """Take ``cost`` tokens from every bucket, or from none when any of them
-    has too few. One decision per bucket, in order."""
+    has too few. One decision per bucket, in order. ``piggyback``'s commands
+    go in the same round trip (a pipeline), when Redis is used at all."""
     keys = [f"{settings.RATE_LIMIT_PREFIX}:{bucket.key}" for bucket in buckets]
     args = [cost]
     for bucket in buckets:
         args += [bucket.capacity, bucket.per_second, bucket.ttl]
 
     def remote(url: str) -> list[Decision]:
-        allowed, *levels = _script(url)(keys=keys, args=args)
+        if piggyback is None:
+            allowed, *levels = _script(url)(keys=keys, args=args)
+        else:
+            allowed, *levels = _with_piggyback(url, keys, args, piggyback)
         return [_decision(b, bool(allowed), float(t), cost, "redis") for b, t in zip(buckets, levels, strict=True)]
 
     def local() -> list[Decision]:
@@ -204,6 +221,26 @@ def take_all(buckets: list[Bucket], *, cost: int = 1) -> list[Decision]:
         return [_decision(b, allowed, t, cost, "local") for b, t in zip(buckets, levels, strict=True)]
 
     return redis_or_local(remote, local)
+
+
+def _with_piggyback(url: str, keys: list[str], args: list, piggyback: Piggyback) -> list:
+    """The bucket script and ``piggyback`` in one pipeline (no MULTI: the
+    script is atomic on its own). EVALSHA, not a registered Script: a
+    pipeline with one checks SCRIPT EXISTS first, a round trip of its own."""
+    pipe = redis_client(url).pipeline(transaction=False)
+    pipe.evalsha(TOKEN_BUCKETS_SHA, len(keys), *keys, *args)
+    piggyback.add(pipe)
+    try:
+        buckets_reply, *rest = pipe.execute(raise_on_error=False)
+    except redis.exceptions.RedisError as exc:
+        piggyback.done(exc)
+        raise
+    piggyback.done(rest[0] if len(rest) == 1 else rest)
+    if isinstance(buckets_reply, redis.exceptions.NoScriptError):  # a restarted Redis: load and run it
+        return _script(url)(keys=keys, args=args)
+    if isinstance(buckets_reply, Exception):
+        raise buckets_reply
+    return buckets_reply
 
 
 def take(key: str, *, per_minute: int, burst: int | None = None, cost: int = 1) -> Decision:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
+from apps.caching import tenant_cache
 from apps.observability import metrics
 
 from . import buckets
@@ -48,6 +49,17 @@ def request_buckets(request, view, tenant, per_minute: int) -> tuple[list[bucket
     return checks, scope or "all"
 
 
+def _prefetch(request, view):
+    """The view's cached entry, read in the rate limit's round trip when the
+    view names one (``cache_prefetch``) and the cache lives on the same
+    Redis as the buckets."""
+    name = getattr(view, "cache_prefetch", None)
+    if name is None or settings.CACHES["default"]["LOCATION"] != settings.REDIS_URL:
+        return None
+    wanted = name(request)
+    return tenant_cache.prefetch(*wanted) if wanted else None
+
+
 class TenantRateThrottle(BaseThrottle):
     """Every bucket of the request is decided at once (buckets.take_all: one
     round trip, all or nothing); the tightest decision is reported in
@@ -59,7 +71,7 @@ class TenantRateThrottle(BaseThrottle):
             return True
         plan_code, per_minute = tenant_rate_limit(tenant)
         checks, scope = request_buckets(request, view, tenant, per_minute)
-        decision = buckets.tightest(buckets.take_all(checks))
+        decision = buckets.tightest(buckets.take_all(checks, piggyback=_prefetch(request, view)))
         request.rate_limit = decision
         if not decision.allowed:
             metrics.rate_limited.labels(tier=plan_code, scope=scope).inc()

@@ -101,6 +101,8 @@ MIDDLEWARE = [
     # resolution: a kubelet calls them by pod IP, and they must not need a DB.
     "apps.observability.middleware.OperationalEndpointsMiddleware",
     "apps.observability.middleware.RequestIdMiddleware",
+    # Per-tenant request and error counts for the operator console (Redis, bounded).
+    "apps.backoffice.console.traffic.TenantTrafficMiddleware",
     "apps.ratelimit.shedding.LoadSheddingMiddleware",
     "apps.tenancy.middleware.TenantMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -500,6 +502,14 @@ CELERY_METRICS_BIND = env("CELERY_METRICS_BIND", "0.0.0.0")
 METRICS_TIMEOUT_SECONDS = env_float("METRICS_TIMEOUT_SECONDS", 1.0, minimum=0.05, unit="seconds")
 METRICS_CACHE_SECONDS = env_float("METRICS_CACHE_SECONDS", 5.0, minimum=0, unit="seconds")
 METRICS_TENANT_SCHEMAS_PER_SHARD = env_int("METRICS_TENANT_SCHEMAS_PER_SHARD", 500, minimum=1)
+# Operator console (apps/backoffice/console): how long the overview waits for
+# all its readings together, and the per-tenant traffic counter's bound on
+# each Redis call and its pause after a failure (requests never wait on it).
+CONSOLE_READ_TIMEOUT_SECONDS = env_float("CONSOLE_READ_TIMEOUT_SECONDS", 3.0, minimum=0.1, unit="seconds")
+# Per-tenant traffic counters (operator console): gathered in process, flushed by a thread.
+TRAFFIC_FLUSH_SECONDS = env_float("TRAFFIC_FLUSH_SECONDS", 2.0, minimum=0.1, unit="seconds")
+TRAFFIC_REDIS_TIMEOUT_SECONDS = env_float("TRAFFIC_REDIS_TIMEOUT_SECONDS", 0.5, minimum=0.005, unit="seconds")
+TRAFFIC_RETRY_SECONDS = env_float("TRAFFIC_RETRY_SECONDS", 5.0, minimum=0, unit="seconds")
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", LOG_LEVELS)
 LOG_FORMAT = env_choice("LOG_FORMAT", "json", ["json", "console"])
@@ -532,3 +542,49 @@ LOGGING = {
         "gunicorn.error": {"level": "INFO", "handlers": ["stdout"], "propagate": False},
     },
 }
+
+# --- tracing --------------------------------------------------------------
+# OpenTelemetry traces from a request through the outbox to the task it
+# caused (apps/observability/tracing.py), set by the standard OTEL_*
+# variables. Off unless configured, and when off nothing is instrumented or
+# even imported. The rule:
+#   * OTEL_SDK_DISABLED=true: off, whatever else is set;
+#   * OTEL_TRACES_EXPORTER=none: off;
+#   * on when OTEL_TRACES_EXPORTER names an exporter, or an OTLP endpoint is
+#     set (OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT),
+#     or OTEL_SDK_DISABLED=false is set explicitly;
+#   * otherwise off (the SDK alone would export to localhost:4318 by default).
+# Exporters (OTEL_TRACES_EXPORTER, comma-separated, default otlp): otlp (OTLP
+# over HTTP/protobuf; endpoint, headers, timeout and compression from the
+# OTEL_EXPORTER_OTLP_* variables, batching from OTEL_BSP_*), console.
+# Sampling: OTEL_TRACES_SAMPLER (default parentbased_traceidratio) with the
+# ratio in OTEL_TRACES_SAMPLER_ARG (default 1.0: every trace).
+# OTEL_SERVICE_NAME names the service (default saas-platform-web, -worker, -beat).
+from .environment import missing as _missing  # noqa: E402
+
+TRACING_EXPORTER_CHOICES = ("otlp", "otlp_proto_http", "console", "none")
+TRACING_SAMPLERS = ("parentbased_traceidratio", "parentbased_always_on", "parentbased_always_off",
+                    "traceidratio", "always_on", "always_off")
+_otel_exporters = env_list("OTEL_TRACES_EXPORTER")
+for _name in _otel_exporters:
+    if _name not in TRACING_EXPORTER_CHOICES:
+        raise ImproperlyConfigured(f"OTEL_TRACES_EXPORTER: expected a comma-separated list of "
+                                   f"{', '.join(TRACING_EXPORTER_CHOICES)}, got {_name!r}")
+_otlp_endpoints = [env_url(name, "", schemes=("http", "https"))
+                   for name in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+for _name in ("OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"):
+    env_choice(_name, "http/protobuf", ["http/protobuf"])  # the one OTLP transport installed
+_sdk_disabled = env_bool("OTEL_SDK_DISABLED", False)
+TRACING_ENABLED = not _sdk_disabled and (
+    any(name != "none" for name in _otel_exporters)
+    or (not _otel_exporters and (any(_otlp_endpoints) or not _missing(["OTEL_SDK_DISABLED"])))
+)
+TRACING_EXPORTERS = [name for name in _otel_exporters or ["otlp"] if name != "none"] if TRACING_ENABLED else []
+TRACING_SAMPLER = env_choice("OTEL_TRACES_SAMPLER", "parentbased_traceidratio", TRACING_SAMPLERS)
+TRACING_SAMPLER_RATIO = env_float("OTEL_TRACES_SAMPLER_ARG", 1.0, minimum=0)
+if TRACING_SAMPLER_RATIO > 1:
+    raise ImproperlyConfigured(f"OTEL_TRACES_SAMPLER_ARG: expected a ratio from 0 to 1, got {TRACING_SAMPLER_RATIO:g}")
+TRACING_SERVICE_NAME = env("OTEL_SERVICE_NAME")
+# Exporters by dotted path that export each span as it ends (no batching):
+# for tests, which read what a process traced (config/settings/test.py).
+TRACING_SYNC_EXPORTERS: list[str] = []

@@ -27,3 +27,9 @@ if not env("CELERY_BROKER_URL"):
 BREAKER_NAMESPACE = env("BREAKER_NAMESPACE", "test-breaker")
 OPS_TOKEN = env("OPS_TOKEN", "test-ops-token")
 RATE_LIMIT_PREFIX = env("RATE_LIMIT_PREFIX", "test-rl")
+# Processes that tests start (a Celery worker) write their spans to this file,
+# one JSON object a line, for the test to read (tests/span_file.py).
+TRACING_SPAN_FILE = env("TRACING_SPAN_FILE")
+if TRACING_SPAN_FILE:
+    TRACING_ENABLED = True
+    TRACING_SYNC_EXPORTERS = ["tests.span_file.JsonLinesSpanExporter"]

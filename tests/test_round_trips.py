@@ -1,0 +1,219 @@
+"""What one document read costs in round trips, and that what the request
+path holds in process memory never outlives a change of access.
+
+Budgets: a cached read makes no SQL statement and at most two Redis round
+trips; an uncached one at most one statement on the shard besides setting
+the schema, and none on the control database. Revoking a key, removing a
+member, suspending a tenant and changing its plan take effect on the very
+next request, with every worker's caches warm (a real gunicorn, 2 workers).
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import ExitStack, contextmanager
+
+import pytest
+import requests
+from django.conf import settings
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
+from redis.connection import AbstractConnection
+
+from apps.accounts.models import ApiKey, Membership, User
+from apps.accounts.services import api_key_create, api_key_revoke, membership_grant
+from apps.accounts.tokens import issue_user_token
+from apps.billing.models import Plan
+from apps.content.apis import DocumentOutput, document_data
+from apps.content.models import Document
+from apps.tenancy.activation import tenant_activated
+from apps.tenancy.models import Tenant
+from conftest import ApiClient
+from tests.support import Gunicorn, committed_tenant
+
+SCHEMA_STATEMENT = "SET search_path"
+
+
+# The operator console's per-tenant traffic counter writes once per request
+# after the response is made (apps/backoffice/console/traffic.py): counted
+# apart from the read's own round trips.
+TRAFFIC_COUNTER = b":traffic:"
+
+
+@contextmanager
+def redis_round_trips():
+    """What this thread sends to Redis, one entry per round trip (a command,
+    or a whole pipeline); the health probe's thread is not counted. Entries
+    are the packed commands; ``read_path`` leaves out the traffic counter."""
+    sent: list[bytes] = []
+    me = threading.get_ident()
+    original = AbstractConnection.send_packed_command
+
+    def counting(self, command, check_health=True):
+        if threading.get_ident() == me:
+            sent.append(b"".join(command) if isinstance(command, list | tuple) else command)
+        return original(self, command, check_health)
+
+    AbstractConnection.send_packed_command = counting
+    try:
+        yield sent
+    finally:
+        AbstractConnection.send_packed_command = original
+
+
+def read_path(trips: list[bytes]) -> list[bytes]:
+    return [trip for trip in trips if TRAFFIC_COUNTER not in trip]
+
+
+@contextmanager
+def sql_statements():
+    """alias -> the statements it ran, on every configured database."""
+    with ExitStack() as stack:
+        captured = {alias: stack.enter_context(CaptureQueriesContext(connections[alias]))
+                    for alias in settings.DATABASES}
+        found: dict[str, list[str]] = {}
+        yield found
+    for alias, context in captured.items():
+        found[alias] = [q["sql"] for q in context.captured_queries]
+
+
+def read(client: ApiClient, doc_id: int):
+    response = client.get(f"documents/{doc_id}")
+    assert response.status_code == 200, response.content
+    return response
+
+
+@pytest.fixture
+def keyed(alpha, api):
+    """An API key's client on alpha, a document, and the key's warm caches."""
+    client = api(alpha, via="key", scopes=["read"])
+    with tenant_activated(alpha):
+        doc = Document.objects.create(title="measured", body="x" * 200, tags=["a"])
+    read(client, doc.pk)  # warms host, key, plan; records the key's use
+    return client, doc
+
+
+def test_a_cached_read_makes_no_statement_and_two_redis_round_trips(keyed):
+    client, doc = keyed
+    read(client, doc.pk)  # the entry is now in Redis
+    with sql_statements() as statements, redis_round_trips() as trips:
+        read(client, doc.pk)
+    assert {alias: sql for alias, sql in statements.items() if sql} == {}
+    assert len(read_path(trips)) <= 2, trips
+    assert len(trips) - len(read_path(trips)) <= 1
+
+
+def test_an_uncached_read_makes_one_statement_on_the_shard_and_none_on_the_control_plane(keyed, settings):
+    client, doc = keyed
+    settings.TENANT_CACHE_ENABLED = False
+    with sql_statements() as statements, redis_round_trips() as trips:
+        read(client, doc.pk)
+    shard = client.tenant.shard.alias
+    assert statements["default"] == [] or shard == "default"
+    on_shard = [sql for sql in statements[shard] if not sql.startswith(SCHEMA_STATEMENT)]
+    assert len(on_shard) == 1 and "content_document" in on_shard[0], statements
+    others = {alias: sql for alias, sql in statements.items() if sql and alias not in (shard, "default")}
+    assert others == {}
+    assert len(read_path(trips)) <= 2, trips
+
+
+def test_the_lean_output_is_the_serializers_output(keyed):
+    _, doc = keyed
+    with tenant_activated(keyed[0].tenant):
+        document = Document.objects.get(pk=doc.pk)
+        assert document_data(document) == dict(DocumentOutput(document).data)
+
+
+def test_warm_caches_see_a_revoked_key_a_removed_member_and_a_suspension_at_once(alpha, api):
+    key_client = api(alpha, via="key", scopes=["read"])
+    member_client = api(alpha, role="member")
+    with tenant_activated(alpha):
+        doc = Document.objects.create(title="d")
+    for client in (key_client, member_client):
+        read(client, doc.pk)
+        read(client, doc.pk)
+    api_key_revoke(api_key=ApiKey.objects.get(tenant=alpha, revoked_at__isnull=True, name="test key"))
+    assert key_client.get(f"documents/{doc.pk}").status_code == 401
+    Membership.objects.filter(user=member_client.principal, tenant=alpha).get().delete()
+    assert member_client.get(f"documents/{doc.pk}").status_code == 403
+    alpha.status = Tenant.Status.SUSPENDED
+    alpha.save()
+    assert key_client.get(f"documents/{doc.pk}").status_code == 403
+
+
+# --- across the workers of a real gunicorn ----------------------------------
+
+
+@pytest.fixture
+def committed(tenants, django_db_blocker):
+    """Committed rows for a live server: a tenant of its own with a member's
+    token, an API key and a document; all removed afterwards."""
+    with django_db_blocker.unblock():
+        with committed_tenant("roundtrips") as tenant:
+            user = User.objects.create_user(email="member@roundtrips.example", password="password-123")
+            membership = membership_grant(user=user, tenant_id=tenant.pk, role="member")
+            key = api_key_create(tenant_id=tenant.pk, name="round trips", scopes=["read"], created_by=user)
+            with tenant_activated(tenant):
+                doc = Document.objects.create(title="live")
+            try:
+                yield {"tenant": tenant, "user": user, "membership": membership, "key": key, "doc": doc,
+                       "token": issue_user_token(user_id=user.pk, tenant_id=tenant.pk)}
+            finally:
+                User.objects.filter(pk=user.pk).delete()
+        Plan.objects.filter(code="round-trips-cheap").delete()
+
+
+@pytest.fixture(scope="module")
+def server(tenants):
+    # The access log names the worker (pid) that answered each request.
+    access = "--access-logfile - --access-logformat 'served %(p)s %(s)s %(U)s?%(q)s'"
+    with Gunicorn(workers=2, env={"LOG_LEVEL": "WARNING", "GUNICORN_CMD_ARGS": access}) as running:
+        yield running
+
+
+def by_worker(server: Gunicorn, path: str, headers: dict, phase: str) -> dict[str, set[int]]:
+    """pid -> statuses, from fresh connections (gunicorn's workers take
+    turns accepting) until both workers have answered at least twice."""
+    for attempt in range(80):
+        requests.get(f"{server.url}{path}?phase={phase}-{attempt}", headers=headers, timeout=10)
+        seen: dict[str, list[int]] = {}
+        for line in server.log_text().splitlines():
+            parts = line.split()
+            if len(parts) == 4 and parts[0] == "served" and f"?phase={phase}-" in parts[3]:
+                seen.setdefault(parts[1], []).append(int(parts[2]))
+        if len(seen) == 2 and all(len(codes) >= 2 for codes in seen.values()):
+            return {pid: set(codes) for pid, codes in seen.items()}
+    raise AssertionError(f"both workers did not answer: {seen}")
+
+
+def test_changes_take_effect_on_the_next_request_in_every_worker(committed, server):
+    tenant, doc = committed["tenant"], committed["doc"]
+    host = {"Host": f"{tenant.slug}.localhost"}
+    by_key = {**host, "Authorization": f"Bearer {committed['key'].key}"}
+    by_token = {**host, "Authorization": f"Bearer {committed['token']}"}
+    path = f"/api/v1/documents/{doc.pk}"
+
+    def answers(headers, phase: str) -> set[int]:
+        return set().union(*by_worker(server, path, headers, phase).values())
+
+    assert answers(by_key, "warm-key") == {200}
+    assert answers(by_token, "warm-token") == {200}
+
+    api_key_revoke(api_key=ApiKey.objects.get(pk=committed["key"].api_key.pk))
+    assert answers(by_key, "revoked") == {401}
+
+    committed["membership"].delete()
+    assert answers(by_token, "removed") == {403}
+    membership_grant(user=committed["user"], tenant_id=tenant.pk, role="member")
+    assert answers(by_token, "readmitted") == {200}
+
+    cheap = Plan.objects.create(code="round-trips-cheap", name="Cheap", rank=990, rate_limit_per_minute=1,
+                                max_documents=10, max_events_per_month=10, max_seats=10, max_api_keys=10)
+    row = Tenant.objects.get(pk=tenant.pk)
+    row.plan = cheap
+    row.save()
+    assert 429 in answers(by_token, "cheap-plan")
+
+    row.status = Tenant.Status.SUSPENDED
+    row.save()
+    assert answers(by_token, "suspended") == {403}
