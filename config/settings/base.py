@@ -101,7 +101,8 @@ MIDDLEWARE = [
     # resolution: a kubelet calls them by pod IP, and they must not need a DB.
     "apps.observability.middleware.OperationalEndpointsMiddleware",
     "apps.observability.middleware.RequestIdMiddleware",
-    # Per-tenant request and error counts for the operator console (Redis, bounded).
+    # Per-tenant request and error counts for the operator console (in process;
+    # a thread flushes them to Redis, so a request never waits on it).
     "apps.backoffice.console.traffic.TenantTrafficMiddleware",
     "apps.ratelimit.shedding.LoadSheddingMiddleware",
     "apps.tenancy.middleware.TenantMiddleware",
