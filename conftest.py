@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from django.core.cache import cache
 
+# The browser tests' fixtures, registered once for the whole run (see tests/browser.py).
+pytest_plugins = ["tests.browser"]
+
 
 def pytest_collection_modifyitems(items):
     """Database tests may use every alias: the control plane and all shards.

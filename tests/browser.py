@@ -1,9 +1,12 @@
 """Browser tests' plumbing: Debian's chromium driven by Playwright, and the
 real platform processes (gunicorn, optionally a Celery worker) it talks to.
 
-Use from a test module::
+Its fixtures (``browser``, ``page``, ``live_platform``) are registered once
+for the whole run by the root conftest (``pytest_plugins``): a session
+fixture imported into two test modules would be two fixtures, and a second
+Playwright instance cannot start inside the first one's event loop. Use::
 
-    from tests.browser import browser, login, running_platform  # noqa: F401  (fixtures)
+    from tests.browser import login, running_platform
 
     def test_something(browser, live_platform):
         page = browser.new_page()

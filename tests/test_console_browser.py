@@ -13,7 +13,7 @@ import re
 import pytest
 import requests
 
-from tests.browser import browser, login, page, running_platform, screenshot  # noqa: F401  (fixtures)
+from tests.browser import login, running_platform, screenshot
 
 pytestmark = pytest.mark.live
 

@@ -9,7 +9,7 @@ import re
 import pytest
 import requests
 
-from tests.browser import browser, live_platform, login, page  # noqa: F401  (fixtures)
+from tests.browser import login
 
 pytestmark = pytest.mark.live
 

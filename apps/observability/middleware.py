@@ -109,6 +109,8 @@ class RequestIdMiddleware:
         started = time.perf_counter()
         response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
+        if not logger.isEnabledFor(logging.INFO):
+            return response  # the line would be dropped: do not build it
         logger.info(
             "%s %s %s",
             request.method,

@@ -96,7 +96,7 @@ AUTH_USER_MODEL = "accounts.User"
 
 MIDDLEWARE = [
     # First, so that every response (probes included) is counted and timed.
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "apps.observability.http_metrics.PrometheusBeforeMiddleware",
     # Probes and scrapes are answered before host validation and tenant
     # resolution: a kubelet calls them by pod IP, and they must not need a DB.
     "apps.observability.middleware.OperationalEndpointsMiddleware",
@@ -114,10 +114,11 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "apps.observability.middleware.UserContextMiddleware",
     "apps.accounts.middleware.SupportAccessMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    # The message storage is made only when a page uses it.
+    "apps.observability.lazy_messages.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "apps.api.security.ContentSecurityPolicyMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "apps.observability.http_metrics.PrometheusAfterMiddleware",
 ]
 
 TEMPLATES = [
@@ -151,7 +152,11 @@ ASGI_APPLICATION = "config.asgi.application"
 #
 # With no SHARD_URLS, one shard `main` shares the control database.
 DATABASE_URL = env_url("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/saas_platform", schemes=POSTGRES_SCHEMES)
-DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 60, minimum=0, unit="seconds")
+# 10 minutes: each PostgreSQL session builds its catalog cache per tenant
+# schema it meets, so a connection recycled every minute rebuilt it for every
+# tenant again; with 1,000 tenants that made reads 1.6-2.4x slower at p50
+# than over 10 (bin/dev bench ratios). Health checks cost no round trip.
+DB_CONN_MAX_AGE = env_int("DB_CONN_MAX_AGE", 600, minimum=0, unit="seconds")
 SHARD_CONNECT_TIMEOUT = env_int("SHARD_CONNECT_TIMEOUT", 2, minimum=1, unit="seconds")
 SHARD_ALIAS_PREFIX = "shard_"
 REPLICA_ALIAS_SUFFIX = "_replica"

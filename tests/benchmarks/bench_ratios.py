@@ -1,6 +1,7 @@
 """The request path against bare Django, side by side (wrk on loopback).
 
     bin/dev bench ratios [--tenants 1000] [--seconds 5] [--pairs 3]
+    bin/dev bench ratios --profile | --profile-trivial   (in process, cProfile)
 
 Starts three real gunicorns with the platform's worker model
 (config/gunicorn.conf.py): the platform with its tenant cache, the platform
@@ -341,6 +342,43 @@ def profile(fixtures: dict, *, reads: int, cached: bool, top: int = 22) -> None:
             print(f"     {cumulative / reads * 1000:7.3f} ms {cumulative / elapsed:4.0%}  {label}")
 
 
+def profile_trivial(fixtures: dict, *, requests_: int, top: int = 25) -> None:
+    """Profile the trivial JSON view on a tenant host in process (cProfile,
+    Django's test client, the full middleware): milliseconds per request,
+    then the functions with the most time of their own."""
+    import cProfile
+    import pstats
+
+    from django.test import Client
+    from django.test.utils import override_settings
+
+    client = Client(HTTP_HOST=fixtures["main"]["host"])
+    with override_settings(LOG_LEVEL="WARNING"):
+        for _ in range(200):
+            assert client.get("/").status_code == 200
+        profiler = cProfile.Profile()
+        started = time.perf_counter()
+        profiler.enable()
+        for _ in range(requests_):
+            client.get("/")
+        profiler.disable()
+        elapsed = time.perf_counter() - started
+    print(f"   {requests_} trivial requests in process: {elapsed / requests_ * 1000:.3f} ms a request (under cProfile)")
+    stats = pstats.Stats(profiler).stats
+    middleware = sorted(((ct, path, line, name) for (path, line, name), (_, _, _, ct, _) in stats.items()
+                         if "middleware" in path and name in ("__call__", "process_request", "process_response",
+                                                              "process_view")), reverse=True)
+    print("   middleware, inclusive ms per request:")
+    for ct, path, line, name in middleware:
+        print(f"     {ct / requests_ * 1000:7.3f}  {path.split('site-packages/')[-1].split('/main/')[-1]}:{line} {name}")
+    print(f"   top {top} by own time (ms per request):")
+    for (path, line, name), (_, calls, tt, _, _) in sorted(stats.items(), key=lambda i: -i[1][2])[:top]:
+        print(f"     {tt / requests_ * 1000:7.3f}  {calls / requests_:5.1f} calls  "
+              f"{path.split('site-packages/')[-1].split('/main/')[-1]}:{line} {name}")
+    if os.environ.get("BENCH_CALLERS"):
+        pstats.Stats(profiler).sort_stats("tottime").print_callers(os.environ["BENCH_CALLERS"])
+
+
 # (label, [(file suffix, function)]): inclusive times summed; no stage
 # nests a function of the same stage.
 STAGES = [
@@ -370,7 +408,12 @@ def main() -> None:
     parser.add_argument("--setup-only", action="store_true", help="make the fixtures (tenants) and stop")
     parser.add_argument("--profile", action="store_true",
                         help="instead of the load runs: profile document reads in process, cached and uncached")
+    parser.add_argument("--profile-trivial", action="store_true",
+                        help="instead of the load runs: profile the trivial view in process (middleware cost)")
     options = parser.parse_args()
+    if options.profile_trivial:
+        profile_trivial(setup(1, key_name=f"{KEY_NAME}-profile"), requests_=2000)
+        return
     if options.profile:
         fixtures = setup(1, key_name=f"{KEY_NAME}-profile")
         for cached in (False, True):

@@ -9,7 +9,6 @@ import pytest
 from django.test import Client, RequestFactory
 
 from apps.billing.models import Plan
-from apps.caching.connections import redis_client
 from apps.ratelimit import buckets
 from apps.ratelimit.clients import address_key, client_address
 
@@ -167,20 +166,19 @@ def test_a_scope_refusal_takes_nothing_from_the_tenant_or_the_key(api, alpha):
     assert me.status_code == 200 and me["RateLimit-Remaining"] == "3"  # the key's bucket: 8 - 4 - 1
 
 
-def test_all_buckets_of_a_request_cost_one_redis_round_trip(api, alpha, monkeypatch, settings):
+def test_all_buckets_of_a_request_cost_one_redis_round_trip(api, alpha, settings):
+    from tests.test_round_trips import redis_round_trips
+
     key = api(alpha, via="key", scopes=["read"])
     assert key.get("search?q=x").status_code == 200  # tenant, key and search buckets; loads the script
-    client = redis_client(settings.REDIS_URL)
-    calls = []
-    real = client.execute_command
-
-    def counting(*args, **options):
-        calls.append(args[0])
-        return real(*args, **options)
-
-    monkeypatch.setattr(client, "execute_command", counting)
-    assert key.get("search?q=x").status_code == 200
-    assert calls.count("EVALSHA") + calls.count("EVAL") == 1
+    with redis_round_trips() as trips:
+        assert key.get("search?q=x").status_code == 200
+    # One script call decides every bucket (its round trip may carry a cache read too).
+    prefix = f"{settings.RATE_LIMIT_PREFIX}:".encode()
+    admission = [trip for trip in trips if prefix in trip]
+    assert len(admission) == 1, trips
+    assert admission[0].count(b"EVALSHA") + admission[0].count(b"\r\nEVAL\r\n") == 1
+    assert admission[0].count(prefix) >= 3  # the tenant, key and search buckets
 
 
 def test_the_local_buckets_are_all_or_nothing_too():
