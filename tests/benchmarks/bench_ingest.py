@@ -1,6 +1,7 @@
 """Event ingest through the API next to raw COPY into the same partitioned table.
 
     bin/dev bench ingest [BATCHES]    (default 40 batches of 1,000 events per round, 3 rounds)
+    bin/dev bench ingest --profile    (one batch of 1,000 in process under cProfile, top functions)
 
 API: POST /api/v1/events with 1,000 events per request (an API key, the
 project's gunicorn configuration: 2 workers x 8 threads) from 4 clients.
@@ -140,7 +141,43 @@ def ratio(batches: int = 40, rounds: int = 3, verbose: bool = False) -> dict:
             "ratio": statistics.median(ratios), "goal": 0.5, "batch": BATCH, "clients": CLIENTS}
 
 
+def profile(repeat: int = 20) -> None:
+    """One request of 1,000 events through Django's test client (the full
+    middleware and view, in process) under cProfile: where the Python goes."""
+    import cProfile
+    import pstats
+
+    from django.test import Client
+
+    tenant, key = setup()
+    client = Client(HTTP_HOST=f"{tenant.slug}.localhost", HTTP_AUTHORIZATION=f"Bearer {key}")
+    bodies = [json.dumps({"events": sample_events(n)}) for n in range(repeat)]
+
+    def post(body: str) -> None:
+        response = client.post("/api/v1/events", data=body, content_type="application/json")
+        assert response.status_code == 202, response.content[:500]
+
+    clear(tenant)
+    post(bodies[0])  # warm up: connections, caches, imports
+    started = time.perf_counter()
+    for body in bodies:
+        post(body)
+    print(f"unprofiled: {(time.perf_counter() - started) / repeat * 1000:.1f} ms per request of {BATCH} events")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for body in bodies:
+        post(body)
+    profiler.disable()
+    clear(tenant)
+    print(f"profiled, {repeat} requests:")
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--profile"]:
+        profile()
+        return
     batches = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     print(f"{batches} batches of {BATCH} events per round from {CLIENTS} clients; gunicorn 2 workers x 8 threads")
     figures = ratio(batches, verbose=True)

@@ -74,3 +74,33 @@ def test_a_batch_nested_too_deeply_is_a_400_not_a_500(api, alpha):
     assert response.status_code == 400 and "nested too deeply" in response.json()["detail"]
     raw = api(alpha).post("events", "[" * 5000)
     assert raw.status_code == 400
+
+
+@pytest.mark.parametrize("events", [
+    [{"type": "a", "timestamp": "2026-01-31T12:00:00Z", "properties": {"k": 1}}, {"type": "b", "timestamp": "2026-01-31"}],
+    [{"type": "a", "timestamp": "2026-01-31T12:00:00"}],  # naive: the API's UTC
+    [{"type": "a", "timestamp": "2026-01-31T12:00:00+05:30", "properties": {}}],
+])
+def test_the_fast_pass_reads_a_batch_as_the_full_pass_does(events):
+    from apps.analytics import services
+
+    fast = services.events_parse({"events": events})
+    assert fast == services._events_parse_reporting({"events": events})
+    assert all(event.timestamp.tzinfo is not None for event in fast)
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"events": [{"type": "a", "timestamp": "31/01/2026"}]}, "events[0].timestamp"),
+    ({"events": [{"type": 1, "timestamp": "2026-01-31T12:00:00Z"}]}, "events[0].type"),
+    ({"events": [{"type": "a", "timestamp": "2026-01-31T12:00:00Z", "properties": None}]}, "events[0].properties"),
+    ({"events": [{"type": "a", "timestamp": "2026-01-31T12:00:00Z", "x": 1}]}, "events[0].x"),
+    ({"events": [], "extra": 1}, "extra"),
+])
+def test_what_the_fast_pass_refuses_is_named_by_the_full_pass(body, field):
+    from django.core.exceptions import ValidationError
+
+    from apps.analytics import services
+
+    with pytest.raises(ValidationError) as raised:
+        services.events_parse(body)
+    assert field in raised.value.message_dict
