@@ -12,7 +12,7 @@ from apps.api.views import TenantAPIView
 from apps.audit.services import audit_record
 from apps.ratelimit import password_attempts
 
-from . import selectors, services
+from . import api_keys, selectors, services
 from .models import ApiKey, Invitation, Membership
 
 
@@ -191,15 +191,9 @@ class ApiKeyListCreateApi(TenantAPIView):
 
     @extend_schema(request=ApiKeyInput, responses={201: ApiKeyCreated}, operation_id="api_keys_create")
     def post(self, request):
-        from apps.billing.services import quota_enforce
-
         data = validated(self.ApiKeyInput, request.data)
-        active = selectors.api_keys_of_tenant(tenant_id=request.tenant.pk).filter(revoked_at__isnull=True).count()
-        quota_enforce(tenant=request.tenant, quota="api_keys", used=active)
-        created = services.api_key_create(tenant_id=request.tenant.pk, name=data["name"], scopes=data["scopes"],
-                                          created_by=request.user.user)
-        audit_record(action="create", object_type="api_key", object_id=created.api_key.pk,
-                     changes={"name": [None, created.api_key.name], "scopes": [None, created.api_key.scopes]})
+        created = api_keys.api_key_issue(tenant=request.tenant, name=data["name"], scopes=data["scopes"],
+                                         created_by=request.user.user)
         body = ApiKeyOutput(created.api_key).data
         body["key"] = created.key  # shown once; only its hash is stored
         return Response(body, status=status.HTTP_201_CREATED)
@@ -214,7 +208,5 @@ class ApiKeyDetailApi(TenantAPIView):
         api_key = selectors.api_keys_of_tenant(tenant_id=request.tenant.pk).filter(pk=api_key_id).first()
         if api_key is None:
             raise NotFound(f"No API key {api_key_id} in this tenant.")
-        services.api_key_revoke(api_key=api_key)
-        audit_record(action="update", object_type="api_key", object_id=api_key.pk,
-                     changes={"revoked_at": [None, api_key.revoked_at.isoformat()]})
+        api_keys.api_key_withdraw(api_key=api_key)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -6,9 +6,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.views.decorators.http import require_POST
 
-from apps.accounts import selectors, services
-from apps.audit.services import audit_record
-from apps.billing.services import quota_enforce
+from apps.accounts import api_keys, selectors
 
 from .common import REFUSALS, back_to, form_error_text, perform, refusal_text, render_page
 from .forms import ApiKeyForm
@@ -29,12 +27,8 @@ def api_key_create(request, *, site):
         return api_keys_page(request, site=site, form=form, status=400)
     tenant = request.tenant
     try:
-        active = selectors.api_keys_of_tenant(tenant_id=tenant.pk).filter(revoked_at__isnull=True).count()
-        quota_enforce(tenant=tenant, quota="api_keys", used=active)
-        created = services.api_key_create(tenant_id=tenant.pk, name=form.cleaned_data["name"],
-                                          scopes=form.cleaned_data["scopes"], created_by=request.user)
-        audit_record(action="create", object_type="api_key", object_id=created.api_key.pk,
-                     changes={"name": [None, created.api_key.name], "scopes": [None, created.api_key.scopes]})
+        created = api_keys.api_key_issue(tenant=tenant, name=form.cleaned_data["name"],
+                                         scopes=form.cleaned_data["scopes"], created_by=request.user)
     except REFUSALS as exc:
         messages.error(request, refusal_text(exc))
         return api_keys_page(request, site=site, form=form, status=400)
@@ -44,18 +38,11 @@ def api_key_create(request, *, site):
     return api_keys_page(request, site=site, created=created)
 
 
-def _audited_revocation(api_key):
-    services.api_key_revoke(api_key=api_key)
-    audit_record(action="update", object_type="api_key", object_id=api_key.pk,
-                 changes={"revoked_at": [None, api_key.revoked_at.isoformat()]})
-    return api_key
-
-
 @require_POST
 def api_key_revoke(request, api_key_id: int, *, site):
     api_key = selectors.api_keys_of_tenant(tenant_id=request.tenant.pk).filter(pk=api_key_id).first()
     if api_key is None or api_key.revoked_at is not None:
         error = "That API key is not in this organisation." if api_key is None else f"'{api_key.name}' was already revoked."
         return back_to(site, "tenant-api-keys", request=request, error=error)
-    return perform(request, site, "tenant-api-keys", lambda: _audited_revocation(api_key),
+    return perform(request, site, "tenant-api-keys", lambda: api_keys.api_key_withdraw(api_key=api_key),
                    lambda k: f"API key '{k.name}' ({k.prefix}…) was revoked; it no longer works.")
