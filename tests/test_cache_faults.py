@@ -80,6 +80,13 @@ def readers_waiting_on_documents(tenant) -> int:
                             "AND query ILIKE '%content_document%'").fetchone()[0]
 
 
+def server_errors(server) -> str:
+    """The first traceback in the server's log (for a failure message)."""
+    text = server.log_text()
+    start = text.find("Traceback")
+    return text[start:start + 4000] if start >= 0 else text[-2000:]
+
+
 def detail(response: requests.Response) -> tuple[int, str | None, str | None]:
     body = response.json() if response.headers.get("Content-Type", "").endswith("json") else {}
     return response.status_code, body.get("title"), response.headers.get("ETag")
@@ -148,7 +155,7 @@ def test_a_write_during_a_redis_pause_is_never_followed_by_a_stale_read(tenants,
         path = f"documents/{doc['id']}"
         with ThreadPoolExecutor(max_workers=6) as pool:
             warm = list(pool.map(lambda _: detail(http.get(path)), range(12)))  # cached in every worker
-            assert set(warm) == {(200, "before", '"1"')}
+            assert set(warm) == {(200, "before", '"1"')}, server_errors(server)
             assert http.get("usage").json()["quotas"]["documents"]["used"] == 1
 
             redis_server.pause()

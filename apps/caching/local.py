@@ -30,7 +30,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from . import health, versioned
+from . import health, pushed, versioned
 
 MAX_SCOPES = 20_000  # entries per process before the oldest half is dropped
 MAX_ENTRIES_PER_SCOPE = 512
@@ -41,7 +41,7 @@ request_versions: contextvars.ContextVar[dict[str, str] | None] = contextvars.Co
 
 
 def access_version_key(tenant_id: int) -> str:
-    return f"{versioned.key_prefix()}:t{tenant_id}:access:version"
+    return f"{pushed.watched_prefix()}access:t{tenant_id}"
 
 
 def access_changed(tenant_ids, *, using: str = "default") -> None:
@@ -62,7 +62,7 @@ def register_shared_scope(name: str) -> None:
 
 
 def shared_version_key(name: str) -> str:
-    return f"{versioned.key_prefix()}:shared:{name}:version"
+    return f"{pushed.watched_prefix()}shared:{name}"
 
 
 def shared_version_keys() -> list[str]:
@@ -81,12 +81,21 @@ def current_version(version_key: str, generation: int) -> str | None:
     known = (request_versions.get() or {}).get(version_key)
     if known is not None:
         return known
+    watching = pushed.start_read()
+    if watching is not None:
+        held = watching[0].get([version_key])
+        if held is not None and held[0] is not None:
+            return held[0]
     try:
         value = versioned.read_versions([version_key])[0]
     except RedisError:
         health.report_failure()
         return None
-    return value if health.generation() == generation else None
+    if health.generation() != generation:
+        return None
+    if watching is not None:
+        watching[0].remember(watching[1], [version_key], [value])
+    return value
 
 
 class VersionedLocal:

@@ -214,6 +214,29 @@ class PipelinedRead:
                            locked=bool(locked), generation=self.generation)
 
 
+def get_plain(key: str) -> str | None:
+    """A plain key's value (text), or None when absent or Redis is not to be used."""
+    generation = health.generation()
+    if generation is None:
+        return None
+    try:
+        value = client().get(key)
+    except RedisError:
+        health.report_failure()
+        return None
+    return _text(value) if health.generation() == generation else None
+
+
+def set_plain(key: str, value: str, seconds: float) -> None:
+    """Set a plain key for ``seconds`` (best effort, one round trip)."""
+    if health.generation() is None:
+        return
+    try:
+        client().set(key, value, px=max(1, int(seconds * 1000)))
+    except RedisError:
+        health.report_failure()
+
+
 def peek(found: Read) -> bytes | None | bool:
     """The entry at ``found.key`` now, for a caller waiting on another's
     recompute: the bytes, None while not there yet, or False when Redis is

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import DisallowedHost
 from django.db import OperationalError, ProgrammingError
 from django.http import HttpRequest, HttpResponse
 from django.urls import set_urlconf
 
 from apps.api.problems import problem_response
-from apps.caching import local, tenant_cache
+from apps.caching import local, pushed, tenant_cache, versioned
 from apps.observability.context import tenant_var
 
 from . import planes, replicas
@@ -44,7 +44,17 @@ def client_key(request: HttpRequest) -> str | None:
 
 
 def read_your_writes_key(tenant_id: int, client: str) -> str:
-    return f"tenancy:ryw:{tenant_id}:{client}"
+    """A client's mark after a write: its value is the time (epoch seconds)
+    until which its reads go to the primary. Under the watched prefix, so
+    processes hold it (or its absence) and Redis pushes its changes."""
+    return f"{pushed.watched_prefix()}ryw:{tenant_id}:{client}"
+
+
+def _seconds_left(mark: str | None) -> float:
+    try:
+        return float(mark) - time.time() if mark else 0.0
+    except ValueError:
+        return 0.0
 
 
 def reads_may_use_replica(tenant) -> bool:
@@ -97,7 +107,7 @@ class TenantMiddleware:
         credentials = client_key(request)
 
         def extra_keys(tenant_id: int) -> tuple[list[str], list[str]]:
-            plain = [cache.make_key(read_your_writes_key(tenant_id, credentials))] if credentials else []
+            plain = [read_your_writes_key(tenant_id, credentials)] if credentials else []
             return [local.access_version_key(tenant_id), *local.shared_version_keys()], plain
 
         tenant, extra = resolve_host(hostname, extra_keys)
@@ -139,16 +149,18 @@ class TenantMiddleware:
         client = credentials if reads_may_use_replica(tenant) else None
         if client:
             ryw_key = read_your_writes_key(tenant.pk, client)
-            mark = extra[cache.make_key(ryw_key)] if cache.make_key(ryw_key) in extra else cache.get(ryw_key)
-            if mark:
-                pin_primary(settings.READ_YOUR_WRITES_SECONDS)
+            mark = extra[ryw_key] if ryw_key in extra else versioned.get_plain(ryw_key)
+            remaining = _seconds_left(mark)
+            if remaining > 0:
+                pin_primary(remaining)
         try:
             response = self.get_response(request)
             if getattr(request, RERUN_ATTR, None) == "pending":
                 setattr(request, RERUN_ATTR, "done")
                 response = self.get_response(request)
             if client and wrote_var.get():
-                cache.set(read_your_writes_key(tenant.pk, client), 1, settings.READ_YOUR_WRITES_SECONDS)
+                seconds = settings.READ_YOUR_WRITES_SECONDS
+                versioned.set_plain(read_your_writes_key(tenant.pk, client), f"{time.time() + seconds:.3f}", seconds)
             return response
         finally:
             tenant_cache.end_request_scope(prefetch_token)

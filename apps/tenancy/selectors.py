@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
-from apps.caching import versioned
+from apps.caching import health, pushed, versioned
 
 from .models import Domain, Tenant
 
@@ -25,7 +25,7 @@ ExtraKeys = Callable[[int], tuple[list[str], list[str]]]
 
 
 def hostname_version_key(hostname: str) -> str:
-    return f"{versioned.key_prefix()}:host:{hostname.lower()}:version"
+    return f"{pushed.watched_prefix()}host:{hostname.lower()}"
 
 
 def tenant_for_hostname(hostname: str) -> Tenant | None:
@@ -55,11 +55,22 @@ def resolve_host(hostname: str, extra_keys: ExtraKeys | None = None) -> tuple[Te
     hostname = hostname.lower()
     held = _held.get(hostname)
     scope_keys, plain_keys = extra_keys(held[3]) if extra_keys and held and held[3] else ([], [])
-    found = versioned.read_front(hostname_version_key(hostname), f"{versioned.key_prefix()}:host:{hostname}",
+    host_key = hostname_version_key(hostname)
+    watching = pushed.start_read()
+    if watching is not None and held is not None and held[0] == health.generation():
+        # No round trip: every version this request needs is held in process
+        # and no push has dropped it (apps.caching.pushed).
+        values = watching[0].get([host_key, *scope_keys, *plain_keys])
+        if values is not None and values[0] == held[1]:
+            tenant = None if held[3] is None else pickle.loads(held[2])
+            return tenant, dict(zip([*scope_keys, *plain_keys], values[1:], strict=True))
+    found = versioned.read_front(host_key, f"{versioned.key_prefix()}:host:{hostname}",
                                  held_version=held[1] if held else None, scope_keys=scope_keys,
                                  plain_keys=plain_keys)
     if found is None:
         return _load(hostname), {}
+    if watching is not None:
+        watching[0].remember(watching[1], [host_key, *scope_keys, *plain_keys], [found.version, *found.values])
     generation = found.read.generation
     if held is not None and held[0] == generation and held[1] == found.version:
         raw = held[2]

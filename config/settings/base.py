@@ -460,6 +460,14 @@ TENANT_CACHE_ENABLED = env_bool("TENANT_CACHE_ENABLED", True)
 # (keep interval + 2 x timeout <= REDIS_TIMEOUT_SECONDS; apps/caching/health.py).
 REDIS_HEALTH_INTERVAL_SECONDS = env_float("REDIS_HEALTH_INTERVAL_SECONDS", 0.15, minimum=0.01, unit="seconds")
 REDIS_HEALTH_TIMEOUT_SECONDS = env_float("REDIS_HEALTH_TIMEOUT_SECONDS", 0.15, minimum=0.01, unit="seconds")
+# Versions (host, tenant access, plans) and read-your-writes marks are held in
+# process and dropped when Redis pushes their names (apps/caching/pushed.py), so
+# a warm request makes no round trip for them. The push connection is pinged
+# this often and given up (held values dropped, round trips again) when silent
+# this long.
+PUSH_INVALIDATION = env_bool("PUSH_INVALIDATION", True)
+PUSH_PING_SECONDS = env_float("PUSH_PING_SECONDS", 0.25, minimum=0.01, unit="seconds")
+PUSH_SILENCE_SECONDS = env_float("PUSH_SILENCE_SECONDS", 1.0, minimum=0.05, unit="seconds")
 # Invalidations that could not reach Redis are recorded and re-applied this often.
 CACHE_INVALIDATION_SWEEP_SECONDS = env_float("CACHE_INVALIDATION_SWEEP_SECONDS", 5, minimum=0.5, unit="seconds")
 CELERY_BEAT_SCHEDULE["sweep-cache-invalidations"] = {"task": "caching.sweep_invalidations",
