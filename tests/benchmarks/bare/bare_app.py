@@ -20,14 +20,28 @@ from django.conf import settings
 
 _url = urlsplit(os.environ.get("BARE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
 
+# BARE_MIDDLEWARE=django: the middleware a new project gets from startproject
+# (a second yardstick: how much of a gap Django's own standard stack is).
+STANDARD_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+_standard = os.environ.get("BARE_MIDDLEWARE", "none") == "django"
+
 if not settings.configured:
     settings.configure(
         DEBUG=False,
         ALLOWED_HOSTS=["*"],
         SECRET_KEY="bare-benchmark-only",
         ROOT_URLCONF=__name__,
-        MIDDLEWARE=[],
-        INSTALLED_APPS=[],
+        MIDDLEWARE=STANDARD_MIDDLEWARE if _standard else [],
+        INSTALLED_APPS=["django.contrib.auth", "django.contrib.contenttypes", "django.contrib.sessions",
+                        "django.contrib.messages"] if _standard else [],
         USE_TZ=True,
         DATABASES={
             "default": {
