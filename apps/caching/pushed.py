@@ -80,7 +80,7 @@ class Watch:
         self._conn = None  # the subscribed connection, when live
         self._sock = None
         self._generation: int | None = None
-        self._last_pong = 0.0
+        self._ping_since: float | None = None  # when the oldest unanswered ping was sent
         self._stop = threading.Event()
         self.connects = 0  # subscriptions made (tests, metrics)
         self._thread = threading.Thread(target=self._run, name="redis-push", daemon=True)
@@ -97,7 +97,8 @@ class Watch:
         generation = health.generation()
         if generation is None:
             return None
-        if time.monotonic() - self._last_pong > settings.PUSH_SILENCE_SECONDS:
+        since = self._ping_since
+        if since is not None and time.monotonic() - since > settings.PUSH_SILENCE_SECONDS:
             return None
         try:
             waiting = select.select([sock], [], [], 0)[0]
@@ -166,7 +167,7 @@ class Watch:
                 self._values.pop(key, None)
                 self._pushed[key] = self._seq
         elif kind == b"pong":
-            self._last_pong = time.monotonic()
+            self._ping_since = None
 
     def _drop_all(self) -> None:
         self._seq += 1
@@ -213,7 +214,7 @@ class Watch:
                 self._drop_all()
                 self._generation = None
                 self._conn, self._sock = conn, conn._sock
-                self._last_pong = time.monotonic()
+                self._ping_since = None
                 self.connects += 1
             last_ping = time.monotonic()
             while not self._stop.is_set():
@@ -231,7 +232,9 @@ class Watch:
                     if self._conn is None:
                         break
                     now = time.monotonic()
-                    if now - self._last_pong > settings.PUSH_SILENCE_SECONDS:
+                    # Silence is an unanswered ping, not a gap between pings:
+                    # a thread kept from running (a busy process) is not an outage.
+                    if self._ping_since is not None and now - self._ping_since > settings.PUSH_SILENCE_SECONDS:
                         logger.warning("redis push connection silent: held versions dropped")
                         self._go_dark()
                         break
@@ -242,6 +245,8 @@ class Watch:
                             self._go_dark()
                             break
                         last_ping = now
+                        if self._ping_since is None:
+                            self._ping_since = now
             self._stop.wait(RECONNECT_PAUSE_SECONDS)
         with self._lock:
             self._go_dark()
