@@ -68,6 +68,7 @@ class Row:
     ratio: float
     goal: str
     best: float = 0.0  # best run against best run (the runs least disturbed by the machine)
+    rounds: int = 0  # rounds the ratio is the median of
 
 
 # --- fixtures -----------------------------------------------------------------
@@ -131,18 +132,45 @@ def spread_script(targets: list[dict]) -> str:
     return str(path)
 
 
-def wrk(url: str, *, seconds: int, headers: dict[str, str] | None = None, script: str | None = None) -> dict:
+def worker_cpu(master_pid: int) -> dict[int, float]:
+    """CPU seconds used so far by each worker of a gunicorn master."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    try:
+        children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    except OSError:
+        return used
+    for pid in map(int, children):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        used[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return used
+
+
+def wrk(url: str, *, seconds: int, headers: dict[str, str] | None = None, script: str | None = None,
+        master_pid: int | None = None) -> dict:
+    """One wrk run. With ``master_pid``, also how evenly its workers shared the
+    work: ``balance`` is the least busy worker's CPU over the busiest's
+    (gthread workers keep a connection on the worker that accepted it, and
+    wrk opens its 16 at once, so some runs put nearly all on one worker and
+    measure one process instead of two)."""
     args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
+    before = worker_cpu(master_pid) if master_pid else {}
     out = subprocess.run([*args, *(["-s", script] if script else []), url],
                          capture_output=True, text=True, check=True).stdout
+    after = worker_cpu(master_pid) if master_pid else {}
+    spent = [after[pid] - before.get(pid, 0.0) for pid in after]
+    balance = (min(spent) / max(spent)) if len(spent) > 1 and max(spent) > 0 else 1.0
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
             "p50": _ms(re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE).group(1)),
             "p99": _ms(re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE).group(1)),
             "errors": int(non2xx.group(1)) if non2xx else 0,
-            "requests": int(re.search(r"(\d+) requests in", out).group(1))}
+            "requests": int(re.search(r"(\d+) requests in", out).group(1)), "balance": balance}
 
 
 def _ms(text: str) -> float:
@@ -204,14 +232,19 @@ def measure(fixtures: dict, *, seconds: int, pairs: int) -> dict[str, list[dict]
             Gunicorn(workers=workers, env=quiet) as cached, \
             Gunicorn(workers=workers, env={**quiet, "TENANT_CACHE_ENABLED": "0"}) as uncached:
         runs = [
-            ("bare /json", lambda s: wrk(f"{bare.url}/json", seconds=s)),
-            ("trivial view", lambda s: wrk(f"{cached.url}/", seconds=s, headers={"Host": main["host"]})),
-            ("bare /json, Django's standard middleware", lambda s: wrk(f"{standard.url}/json", seconds=s)),
-            ("bare /db", lambda s: wrk(f"{bare.url}/db", seconds=s)),
-            ("document, uncached", lambda s: wrk(uncached.url + doc, seconds=s, headers=auth)),
-            ("document, cached", lambda s: wrk(cached.url + doc, seconds=s, headers=auth)),
-            ("spread over 10 tenants", lambda s: wrk(cached.url + "/", seconds=s, script=few)),
-            (f"spread over {len(spread)} tenants", lambda s: wrk(cached.url + "/", seconds=s, script=many)),
+            ("bare /json", lambda s: wrk(f"{bare.url}/json", seconds=s, master_pid=bare.process.pid)),
+            ("trivial view", lambda s: wrk(f"{cached.url}/", seconds=s, headers={"Host": main["host"]},
+                                           master_pid=cached.process.pid)),
+            ("bare /json, Django's standard middleware",
+             lambda s: wrk(f"{standard.url}/json", seconds=s, master_pid=standard.process.pid)),
+            ("bare /db", lambda s: wrk(f"{bare.url}/db", seconds=s, master_pid=bare.process.pid)),
+            ("document, uncached", lambda s: wrk(uncached.url + doc, seconds=s, headers=auth,
+                                                 master_pid=uncached.process.pid)),
+            ("document, cached", lambda s: wrk(cached.url + doc, seconds=s, headers=auth, master_pid=cached.process.pid)),
+            ("spread over 10 tenants", lambda s: wrk(cached.url + "/", seconds=s, script=few,
+                                                     master_pid=cached.process.pid)),
+            (f"spread over {len(spread)} tenants", lambda s: wrk(cached.url + "/", seconds=s, script=many,
+                                                                 master_pid=cached.process.pid)),
         ]
         for _, run in runs:  # warm every process, connection and cache once
             run(1)
@@ -229,7 +262,7 @@ def measure(fixtures: dict, *, seconds: int, pairs: int) -> dict[str, list[dict]
                 result = run(seconds)
                 results.setdefault(label, []).append(result)
                 print(f"     {label:<42} {result['rps']:7.0f} req/s  p50 {result['p50']:6.1f} ms  "
-                      f"p99 {result['p99']:6.1f} ms  non-2xx {result['errors']}", flush=True)
+                      f"p99 {result['p99']:6.1f} ms  non-2xx {result['errors']}  balance {result['balance']:.2f}", flush=True)
     for path in (few, many):
         Path(path).unlink(missing_ok=True)
     return results
@@ -239,18 +272,24 @@ def _median(runs: list[dict], field: str) -> float:
     return statistics.median(r[field] for r in runs)
 
 
+BALANCED = 0.5  # a run counts when its least busy worker did at least half the busiest's work
+
+
 def _ratio(results, label: str, yardstick: str, goal: str, field: str = "rps", invert: bool = False) -> Row:
     mine, theirs = results[label], results[yardstick]
-    pairs = [(b[field] / a[field]) if invert else (a[field] / b[field]) for a, b in zip(mine, theirs, strict=True)]
-    # Throughput: the highest run of each side; latency: the lowest. Each
-    # run's figure moves with how the 16 connections happened to spread over
-    # the 2 workers and with the machine's other work; the best runs are the
-    # least disturbed on both sides.
+    # Rounds where both runs spread their connections over both workers
+    # (see ``wrk``); all rounds when none did.
+    rounds = [(a, b) for a, b in zip(mine, theirs, strict=True)
+              if min(a["balance"], b["balance"]) >= BALANCED] or list(zip(mine, theirs, strict=True))
+    pairs = [(b[field] / a[field]) if invert else (a[field] / b[field]) for a, b in rounds]
+    # Throughput: the highest run of each side; latency: the lowest. The
+    # best runs are the least disturbed on both sides.
     pick = max if field == "rps" else min
     best = pick(r[field] for r in mine) / pick(r[field] for r in theirs)
+    mine, theirs = [a for a, _ in rounds], [b for _, b in rounds]
     return Row(f"{label} vs {yardstick} ({field})", f"{_median(mine, field):.0f}" if field == "rps" else
                f"{_median(mine, field):.1f} ms", f"{_median(theirs, field):.0f}" if field == "rps" else
-               f"{_median(theirs, field):.1f} ms", statistics.median(pairs), goal, best)
+               f"{_median(theirs, field):.1f} ms", statistics.median(pairs), goal, best, len(rounds))
 
 
 def rows(results: dict[str, list[dict]], tenants: int) -> list[Row]:
@@ -446,10 +485,11 @@ def main() -> None:
           f"gunicorn {workers} workers x {threads} threads on both sides; tenants on shard 'main' (the control "
           f"database's server, no replica)", flush=True)
     results = measure(fixtures, seconds=options.seconds, pairs=options.pairs)
-    print("3. ratios (ratio: median of the rounds' ratios; best: best run against best run)")
-    print(f"   {'what':<76} {'platform':>10} {'yardstick':>10} {'ratio':>6} {'best':>6}  goal")
+    print("3. ratios (ratio: median over the rounds whose runs both spread over the workers, n of them;"
+          " best: best run against best run)")
+    print(f"   {'what':<76} {'platform':>10} {'yardstick':>10} {'ratio':>6} {'n':>2} {'best':>6}  goal")
     for row in rows(results, options.tenants):
-        print(f"   {row.label:<76} {row.platform:>10} {row.yardstick:>10} {row.ratio:6.2f} {row.best:6.2f}  {row.goal}",
+        print(f"   {row.label:<76} {row.platform:>10} {row.yardstick:>10} {row.ratio:6.2f} {row.rounds:2d} {row.best:6.2f}  {row.goal}",
               flush=True)
     if not options.no_extra:
         print("4. other benchmarks' ratios (their ratio() functions)")
