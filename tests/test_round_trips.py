@@ -11,7 +11,9 @@ next request, with every worker's caches warm (a real gunicorn, 2 workers).
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 import requests
@@ -207,3 +209,57 @@ def test_changes_take_effect_on_the_next_request_in_every_worker(committed, serv
     row.status = Tenant.Status.SUSPENDED
     row.save()
     assert answers(by_token, "suspended") == {403}
+
+
+def push_connections(server: Gunicorn) -> dict[int, int]:
+    """Worker pid -> client id of its push connection (apps.caching.pushed), from CLIENT LIST."""
+    import redis
+
+    workers = {int(pid) for pid in Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+               .read_text().split()}
+    found = {}
+    for entry in redis.Redis.from_url(settings.REDIS_URL).client_list():
+        name = entry.get("name", "")
+        if name.startswith("push-") and int(name[5:]) in workers:
+            found[int(name[5:])] = int(entry["id"])
+    return found
+
+
+def test_a_killed_push_connection_never_lets_a_revoked_key_through(committed, server):
+    """The workers hold versions while Redis pushes changes; with their push
+    connections killed, a change made right after must still fail the next
+    request in every worker (nothing held is used), and once they have
+    subscribed again, changes are pushed to them as before."""
+    import redis
+
+    tenant, doc = committed["tenant"], committed["doc"]
+    host = {"Host": f"{tenant.slug}.localhost"}
+    by_key = {**host, "Authorization": f"Bearer {committed['key'].key}"}
+    by_token = {**host, "Authorization": f"Bearer {committed['token']}"}
+    path = f"/api/v1/documents/{doc.pk}"
+
+    def answers(headers, phase: str) -> set[int]:
+        return set().union(*by_worker(server, path, headers, phase).values())
+
+    assert answers(by_key, "push-warm-key") == {200}
+    assert answers(by_token, "push-warm-token") == {200}
+    before = push_connections(server)
+    assert len(before) == 2, before  # both workers hold versions under pushes
+    admin = redis.Redis.from_url(settings.REDIS_URL)
+    for client_id in before.values():
+        admin.client_kill_filter(_id=client_id)
+
+    api_key_revoke(api_key=ApiKey.objects.get(pk=committed["key"].api_key.pk))  # no push can reach them
+    assert answers(by_key, "push-killed-revoked") == {401}
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        again = push_connections(server)
+        if len(again) == 2 and not set(again.values()) & set(before.values()):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the workers did not subscribe again: {push_connections(server)}")
+    assert answers(by_token, "push-back-warm") == {200}
+    committed["membership"].delete()
+    assert answers(by_token, "push-back-removed") == {403}
