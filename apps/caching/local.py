@@ -6,9 +6,10 @@ Keeping them in the worker's memory saves a round trip each, but a revoked key
 or a suspended tenant must still fail on the very next request, in every
 worker. So each entry remembers the version of its scope (a hostname, a
 tenant's *access* scope) and the cache generation it was read under, and is
-used only while both are current. The versions are read in the request's
-first Redis round trip (the host lookup script, ``versioned.read_front``),
-so the check itself costs nothing extra.
+used only while both are current. The versions are held in process under
+Redis' pushes (``apps.caching.pushed``) or, when not held, read in the
+request's first Redis round trip (``versioned.read_front``), so the check
+itself costs no round trip of its own.
 
 Redis down or suspect (``health.generation()`` is None): nothing here is
 used, callers read the database, exactly as the Redis-held entries behave

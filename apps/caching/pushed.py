@@ -13,9 +13,13 @@ pushed; a held value is used without asking Redis.
 
 Why the next request still sees a change: Redis queues the push to every
 watching connection while it runs the writing command, before the writer
-gets its reply, and a request reads the pushes already on its process's
-socket before it uses a held value (a non-blocking ``select``; no round
-trip). So a request that follows the change (the writer's response reached
+gets its reply flushed (BCAST pushes are queued in the same event-loop turn,
+before pending replies are written), and a request reads the pushes already
+on its process's socket before it uses a held value (a non-blocking
+``poll``; no round trip). Held values are used only while a pong arrived
+within ``PUSH_SILENCE_SECONDS``: Redis answers a PING in order, so a recent
+pong proves every push queued before that ping was handled (a process that
+was frozen or stalled makes round trips until it has a fresh pong). So a request that follows the change (the writer's response reached
 somebody who then called) finds the push on the socket. The one ordering
 this cannot cover is a push that is slower from Redis to this process than
 the whole path writer -> client -> load balancer -> this process.
@@ -58,6 +62,18 @@ logger = logging.getLogger(__name__)
 CHANNEL = "__redis__:invalidate"
 MAX_HELD = 100_000  # values per process before all are dropped (then read again)
 RECONNECT_PAUSE_SECONDS = 0.5
+DRAIN_LIMIT = 1000  # pushes a request handles before it leaves the rest to the listener
+
+
+def _readable(sock, timeout: float) -> bool | None:
+    """Whether ``sock`` has data (or EOF) within ``timeout`` seconds; None when
+    it cannot be polled (closed). ``poll``, not ``select``: any descriptor number."""
+    try:
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        return bool(poller.poll(int(timeout * 1000)))
+    except (OSError, ValueError):
+        return None
 
 
 def watched_prefix() -> str:
@@ -81,6 +97,7 @@ class Watch:
         self._sock = None
         self._generation: int | None = None
         self._ping_since: float | None = None  # when the oldest unanswered ping was sent
+        self._pong_at = 0.0  # when the last pong was handled
         self._stop = threading.Event()
         self.connects = 0  # subscriptions made (tests, metrics)
         self._thread = threading.Thread(target=self._run, name="redis-push", daemon=True)
@@ -97,19 +114,16 @@ class Watch:
         generation = health.generation()
         if generation is None:
             return None
-        since = self._ping_since
-        if since is not None and time.monotonic() - since > settings.PUSH_SILENCE_SECONDS:
+        if time.monotonic() - self._pong_at > settings.PUSH_SILENCE_SECONDS or not self._thread.is_alive():
             return None
-        try:
-            waiting = select.select([sock], [], [], 0)[0]
-        except (OSError, ValueError):
-            waiting = True
+        waiting = _readable(sock, 0) is not False  # None (unusable): the drain finds out
         with self._lock:
             if self._conn is None:
                 return None
             if waiting:
-                self._drain_or_drop()
-                if self._conn is None:
+                # Bounded: a long backlog (after a stall) is the listener's to
+                # work through; until then this request asks Redis.
+                if not self._drain_or_drop(limit=DRAIN_LIMIT) or self._conn is None:
                     return None
             if self._generation != generation:
                 self._drop_all()
@@ -128,8 +142,9 @@ class Watch:
     def remember(self, token: int, keys: list[str], values: list[str | None]) -> None:
         """Hold ``values`` read from Redis after ``start_read`` returned ``token``,
         except those whose key was pushed since (they may be older than it)."""
+        generation = health.generation()
         with self._lock:
-            if self._conn is None or self._generation != health.generation() or token < self._floor:
+            if self._conn is None or self._generation != generation or token < self._floor:
                 return
             if len(self._values) + len(keys) > MAX_HELD:
                 self._drop_all()
@@ -141,15 +156,21 @@ class Watch:
 
     # --- the watching connection ---------------------------------------------
 
-    def _drain_or_drop(self) -> None:
-        """Handle every message on the socket (lock held); on an error, stop being live."""
+    def _drain_or_drop(self, limit: int | None = None) -> bool:
+        """Handle the messages on the socket, at most ``limit`` (lock held);
+        True when none is left. On any error, stop being live."""
         conn = self._conn
+        handled = 0
         try:
             while conn.can_read(timeout=0):
+                if limit is not None and handled >= limit:
+                    return False
                 self._handle(conn.read_response())
-        except (RedisError, OSError, ValueError) as exc:
+                handled += 1
+        except Exception as exc:  # noqa: BLE001 - whatever broke, nothing held may be trusted
             logger.warning("redis push connection lost: held versions dropped", extra={"error": str(exc)[:200]})
             self._go_dark()
+        return True
 
     def _handle(self, message) -> None:
         kind = message[0]
@@ -168,6 +189,7 @@ class Watch:
                 self._pushed[key] = self._seq
         elif kind == b"pong":
             self._ping_since = None
+            self._pong_at = time.monotonic()
 
     def _drop_all(self) -> None:
         self._seq += 1
@@ -202,6 +224,16 @@ class Watch:
         return conn
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._serve()
+            except Exception:  # noqa: BLE001 - the listener must outlive any surprise
+                logger.exception("redis push listener failed: held versions dropped")
+                with self._lock:
+                    self._go_dark()
+                self._stop.wait(RECONNECT_PAUSE_SECONDS)
+
+    def _serve(self) -> None:
         ping_every = settings.PUSH_PING_SECONDS
         while not self._stop.is_set():
             try:
@@ -215,16 +247,15 @@ class Watch:
                 self._generation = None
                 self._conn, self._sock = conn, conn._sock
                 self._ping_since = None
+                self._pong_at = time.monotonic()  # the subscription was just answered
                 self.connects += 1
             last_ping = time.monotonic()
             while not self._stop.is_set():
                 sock = self._sock
                 if sock is None:
                     break
-                try:
-                    select.select([sock], [], [], ping_every)
-                except (OSError, ValueError):
-                    pass
+                if _readable(sock, ping_every) is None:
+                    self._stop.wait(ping_every)  # the socket is unusable; the drain below finds out
                 with self._lock:
                     if self._conn is not conn:
                         break
@@ -280,9 +311,14 @@ def watch() -> Watch | None:
 
 
 def start_read() -> tuple[Watch, int] | None:
-    """(watch, token) when held values may be used for this read, else None."""
-    current = watch()
-    if current is None:
+    """(watch, token) when held values may be used for this read, else None.
+    Never raises: any surprise means this read asks Redis."""
+    try:
+        current = watch()
+        if current is None:
+            return None
+        token = current.start_read()
+    except Exception:  # noqa: BLE001 - an optimisation must not fail a request
+        logger.exception("redis push: held versions not used")
         return None
-    token = current.start_read()
     return None if token is None else (current, token)

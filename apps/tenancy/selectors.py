@@ -37,8 +37,9 @@ def resolve_host(hostname: str, extra_keys: ExtraKeys | None = None) -> tuple[Te
     """The tenant serving ``hostname`` (or None), and the values of the
     ``extra_keys`` read along with it.
 
-    One Redis round trip and no database query when warm: the hostname's
-    version and, in the same script, the keys ``extra_keys`` names for the
+    No Redis round trip and no database query when warm: the versions are
+    held in process and dropped by Redis' pushes (``apps.caching.pushed``).
+    Otherwise one round trip: the hostname's version and, in the same script, the keys ``extra_keys`` names for the
     tenant this process last saw on the host (its access version,
     read-your-writes). The tenant row itself is held in process and only
     crosses the wire when its version moved. Signals raise the hostname's
