@@ -178,15 +178,24 @@ def by_worker(server: Gunicorn, path: str, headers: dict, phase: str) -> dict[st
     raise AssertionError(f"both workers did not answer: {seen}")
 
 
-def test_changes_take_effect_on_the_next_request_in_every_worker(committed, server):
-    tenant, doc = committed["tenant"], committed["doc"]
-    host = {"Host": f"{tenant.slug}.localhost"}
+def live_callers(committed: dict, server: Gunicorn):
+    """Headers of the API key and of the member's token on the committed
+    tenant, and ``answers(headers, phase)``: the statuses every worker gave
+    for its document."""
+    host = {"Host": f"{committed['tenant'].slug}.localhost"}
     by_key = {**host, "Authorization": f"Bearer {committed['key'].key}"}
     by_token = {**host, "Authorization": f"Bearer {committed['token']}"}
-    path = f"/api/v1/documents/{doc.pk}"
+    path = f"/api/v1/documents/{committed['doc'].pk}"
 
     def answers(headers, phase: str) -> set[int]:
         return set().union(*by_worker(server, path, headers, phase).values())
+
+    return by_key, by_token, answers
+
+
+def test_changes_take_effect_on_the_next_request_in_every_worker(committed, server):
+    tenant = committed["tenant"]
+    by_key, by_token, answers = live_callers(committed, server)
 
     assert answers(by_key, "warm-key") == {200}
     assert answers(by_token, "warm-token") == {200}
@@ -232,14 +241,7 @@ def test_a_killed_push_connection_never_lets_a_revoked_key_through(committed, se
     subscribed again, changes are pushed to them as before."""
     import redis
 
-    tenant, doc = committed["tenant"], committed["doc"]
-    host = {"Host": f"{tenant.slug}.localhost"}
-    by_key = {**host, "Authorization": f"Bearer {committed['key'].key}"}
-    by_token = {**host, "Authorization": f"Bearer {committed['token']}"}
-    path = f"/api/v1/documents/{doc.pk}"
-
-    def answers(headers, phase: str) -> set[int]:
-        return set().union(*by_worker(server, path, headers, phase).values())
+    by_key, by_token, answers = live_callers(committed, server)
 
     assert answers(by_key, "push-warm-key") == {200}
     assert answers(by_token, "push-warm-token") == {200}
