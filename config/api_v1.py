@@ -3,14 +3,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from apps.accounts import apis as accounts
-from apps.accounts import support_apis
-from apps.analytics import apis as analytics
-from apps.audit import apis as audit
-from apps.billing import apis as billing
-from apps.content import apis as content
-from apps.reports import apis as reports
-from apps.search import apis as search
+from apps.api.endpoints import accounts, analytics, audit, billing, content, reports, search, support_access
 
 urlpatterns = [
     path("schema", SpectacularAPIView.as_view(api_version="v1"), name="api-schema"),
@@ -18,7 +11,7 @@ urlpatterns = [
     path("docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("auth/token", accounts.TokenApi.as_view(), name="auth-token"),
     path("me", accounts.MeApi.as_view(), name="me"),
-    path("support-access", support_apis.SupportGrantListApi.as_view(), name="support-access"),
+    path("support-access", support_access.SupportGrantListApi.as_view(), name="support-access"),
     path("members", accounts.MemberListApi.as_view(), name="members"),
     path("members/<int:membership_id>", accounts.MemberDetailApi.as_view(), name="member"),
     path("invitations", accounts.InvitationListCreateApi.as_view(), name="invitations"),

@@ -312,7 +312,7 @@ def test_quota_counts_inside_the_write_transaction_see_its_own_rows(tenants, dja
     miss the rows the transaction just added and let a batch of creates in one
     transaction pass the plan's limit."""
     from apps.analytics.services import EventInput, events_ingest
-    from apps.api.errors import QuotaExceeded
+    from apps.http.errors import QuotaExceeded
     from apps.billing.models import Plan
 
     settings.REPLICA_READS = True

@@ -25,8 +25,8 @@ from redis.connection import AbstractConnection
 from apps.accounts.models import ApiKey, Membership, User
 from apps.accounts.services import api_key_create, api_key_revoke, membership_grant
 from apps.accounts.tokens import issue_user_token
+from apps.api.endpoints.content import DocumentOutput, document_data
 from apps.billing.models import Plan
-from apps.content.apis import DocumentOutput, document_data
 from apps.content.models import Document
 from apps.tenancy.activation import tenant_activated
 from apps.tenancy.models import Tenant

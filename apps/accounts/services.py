@@ -133,7 +133,7 @@ def invitation_create(*, tenant_id: int, email: str, role: str, invited_by: User
         raise ValidationError({"role": "Invite as admin, member or viewer."})
     if Membership.objects.filter(tenant_id=tenant_id, user__email=email).exists():
         # The address is valid; the tenant's current members make it a conflict.
-        from apps.api.errors import Conflict
+        from apps.http.errors import Conflict
 
         raise Conflict(f"{email} is already a member of this tenant.")
     Invitation.objects.filter(tenant_id=tenant_id, email=email, accepted_at__isnull=True).delete()

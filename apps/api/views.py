@@ -5,13 +5,13 @@ from __future__ import annotations
 from django.utils.cache import patch_vary_headers
 from rest_framework.views import APIView
 
+from apps.http.problems import problem_response
 from apps.ratelimit.throttles import TenantRateThrottle, rate_limit_headers
 from apps.tenancy.middleware import client_key
 from apps.tenancy.routers import tenant_write_alias
 
 from .authentication import BearerAuthentication, TenantSessionAuthentication
 from .permissions import TenantRole
-from .problems import problem_response
 
 
 def not_found(request, exception=None):

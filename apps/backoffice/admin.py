@@ -26,3 +26,7 @@ class OperatorActionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # the record of who did what stays
+
+
+# Tenant admin: documents are edited through the content services.
+from .tenant_pages import documents  # noqa: E402,F401

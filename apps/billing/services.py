@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from apps.api.errors import QuotaExceeded
 from apps.caching import tenant_cache
+from apps.http.errors import QuotaExceeded
 from apps.tenancy.models import Tenant
 
 from .models import QUOTA_FIELDS, Plan, PlanChange

@@ -12,10 +12,10 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 
-from apps.api.errors import NotFound, PreconditionFailed
 from apps.audit.services import audit_record, audit_record_many, diff, snapshot
 from apps.billing.services import quota_enforce, quota_warn_if_crossed
 from apps.caching.tenant_cache import invalidate
+from apps.http.errors import NotFound, PreconditionFailed
 from apps.search.services import search_index_schedule
 from apps.tenancy.context import require_active_tenant
 from apps.tenancy.routers import tenant_write_alias

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 
-from apps.api.problems import problem_response
+from apps.http.problems import problem_response
 
 from .models import IdempotencyRecord
 

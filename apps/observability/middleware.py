@@ -11,7 +11,7 @@ from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from apps.api.problems import problem_response
+from apps.http.problems import problem_response
 
 from . import health
 from .collectors import platform_exposition

@@ -32,7 +32,7 @@ import time
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from apps.api.problems import problem_response
+from apps.http.problems import problem_response
 from apps.observability import metrics
 
 CRITICAL = "critical"

@@ -12,8 +12,8 @@ from django.db import OperationalError, ProgrammingError
 from django.http import HttpRequest, HttpResponse
 from django.urls import set_urlconf
 
-from apps.api.problems import problem_response
 from apps.caching import local, pushed, tenant_cache, versioned
+from apps.http.problems import problem_response
 from apps.observability.context import tenant_var
 
 from . import planes, replicas

@@ -47,6 +47,7 @@ SHARED_APPS = [
     "django_tenants",
     "apps.accounts",
     "apps.observability",
+    "apps.http",
     "apps.api",
     "apps.backoffice",
     "apps.partitions",
@@ -117,7 +118,7 @@ MIDDLEWARE = [
     # The message storage is made only when a page uses it.
     "apps.observability.lazy_messages.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "apps.api.security.ContentSecurityPolicyMiddleware",
+    "apps.http.security.ContentSecurityPolicyMiddleware",
     "apps.observability.http_metrics.PrometheusAfterMiddleware",
 ]
 
@@ -388,7 +389,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["apps.api.parsers.BoundedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "apps.api.pagination.TenantCursorPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "apps.api.problems.exception_handler",
+    "EXCEPTION_HANDLER": "apps.http.problems.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {

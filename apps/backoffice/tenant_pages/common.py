@@ -9,7 +9,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from apps.api.errors import DomainError
+from apps.http.errors import DomainError
 
 # What a service may refuse with; each becomes a message, never a 500.
 REFUSALS = (ValidationError, PermissionDenied, DomainError)

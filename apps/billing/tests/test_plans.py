@@ -13,12 +13,12 @@ from django.db import connections, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from apps.api.errors import QuotaExceeded
 from apps.billing.models import Plan, PlanChange
 from apps.billing.selectors import plan_of
 from apps.billing.services import quota_enforce, subscription_change_plan
 from apps.flags.models import Flag
 from apps.flags.selectors import flag_enabled
+from apps.http.errors import QuotaExceeded
 from apps.ratelimit.selectors import tenant_rate_limit
 from apps.tenancy.activation import tenant_activated
 from apps.tenancy.models import Tenant

@@ -10,8 +10,7 @@ from rest_framework.response import Response
 from apps.analytics.selectors import daily_usage
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
-
-from .selectors import usage_summary
+from apps.billing.selectors import usage_summary
 
 
 class UsageApi(TenantAPIView):

@@ -6,14 +6,13 @@ from rest_framework import serializers, status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from apps.api.errors import NotFound
+from apps.accounts import api_keys, selectors, services
+from apps.accounts.models import ApiKey, Invitation, Membership
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
 from apps.audit.services import audit_record
+from apps.http.errors import NotFound
 from apps.ratelimit import password_attempts
-
-from . import api_keys, selectors, services
-from .models import ApiKey, Invitation, Membership
 
 
 class TokenApi(TenantAPIView):

@@ -1,12 +1,14 @@
+"""Documents in the tenant admin: the same services as the API (quotas,
+versioning, audit and search apply)."""
+
 from django import forms
 
-from apps.api.errors import DomainError
 from apps.backoffice.sites import TenantModelAdmin, tenant_admin_site
 from apps.billing.services import quota_enforce
+from apps.content import selectors, services
+from apps.content.models import Document
+from apps.http.errors import DomainError
 from apps.tenancy.context import require_active_tenant
-
-from . import selectors, services
-from .models import Document
 
 
 class DocumentForm(forms.ModelForm):

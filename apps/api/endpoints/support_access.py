@@ -6,10 +6,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
+from apps.accounts.models import Membership, SupportGrant
+from apps.accounts.support import support_grants_of_tenant
 from apps.api.views import TenantAPIView
-
-from .models import Membership, SupportGrant
-from .support import support_grants_of_tenant
 
 
 class SupportGrantOutput(serializers.ModelSerializer):

@@ -5,8 +5,7 @@ from rest_framework.response import Response
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
 from apps.content.models import Document
-
-from .selectors import document_search
+from apps.search.selectors import document_search
 
 
 class SearchResult(serializers.Serializer):

@@ -13,14 +13,13 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from apps.api.errors import NotFound, PreconditionFailed, PreconditionRequired
 from apps.api.pagination import TenantCursorPagination, paginated
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
 from apps.caching import tenant_cache
-
-from . import selectors, services
-from .models import Document
+from apps.content import selectors, services
+from apps.content.models import Document
+from apps.http.errors import NotFound, PreconditionFailed, PreconditionRequired
 
 ORDERINGS = {"created_at", "-created_at", "updated_at", "-updated_at", "title", "-title"}
 

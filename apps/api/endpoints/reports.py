@@ -7,14 +7,13 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from apps.api.errors import NotFound
 from apps.api.pagination import TenantCursorPagination, paginated
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
 from apps.content.models import Document
-
-from . import selectors, services
-from .models import ExportRequest
+from apps.http.errors import NotFound
+from apps.reports import selectors, services
+from apps.reports.models import ExportRequest
 
 
 class ExportOutput(serializers.ModelSerializer):

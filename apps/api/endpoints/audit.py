@@ -5,9 +5,8 @@ from apps.accounts.models import Membership
 from apps.api.pagination import TenantCursorPagination, paginated
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
-
-from .models import AuditEntry
-from .selectors import audit_entries
+from apps.audit.models import AuditEntry
+from apps.audit.selectors import audit_entries
 
 
 class AuditPagination(TenantCursorPagination):

@@ -6,12 +6,11 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
+from apps.analytics import services
 from apps.api.parsers import DEFAULT_MAX_DEPTH, BoundedJSONParser
 from apps.api.serializers import JsonObjectField, StrictSerializer, WindowedDateTimeField
 from apps.api.views import TenantAPIView
 from apps.partitions.partitions import accepting_window
-
-from . import services
 
 
 class EventSerializer(StrictSerializer):
