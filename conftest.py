@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from django.core.cache import cache
+
+from tests.tools import require
 
 # The browser tests' fixtures, registered once for the whole run (see tests/browser.py).
 pytest_plugins = ["tests.browser"]
 
+# Fixtures that start processes (a browser, gunicorn): a test using one, even
+# through another fixture, is in the live lane without marking it by hand.
+LIVE_FIXTURES = {"browser", "page", "live_platform"}
 
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the live mark added here must count
 def pytest_collection_modifyitems(items):
-    """Database tests may use every alias: the control plane and all shards.
+    """Tests using a process-starting fixture are marked live.
 
+    Database tests may use every alias: the control plane and all shards.
     Tenant models are routed to a shard alias, which pytest-django would
     refuse (only `default` by default).
     """
+    for item in items:
+        if LIVE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.live)
     for item in items:
         marker = item.get_closest_marker("django_db")
         uses_db = {"db", "transactional_db"} & set(getattr(item, "fixturenames", ()))
@@ -23,6 +36,39 @@ def pytest_collection_modifyitems(items):
         transaction = bool(marker and (marker.kwargs.get("transaction") or (marker.args and marker.args[0])))
         transaction = transaction or "transactional_db" in getattr(item, "fixturenames", ())
         item.add_marker(pytest.mark.django_db(databases="__all__", transaction=transaction), append=False)
+
+
+def pytest_runtest_setup(item):
+    """``pytest.mark.requires(condition, reason=...)``: see tests/tools.py."""
+    for mark in item.iter_markers("requires"):
+        reason = mark.kwargs.get("reason") or (mark.args[1] if len(mark.args) > 1 else "a requirement is missing")
+        require(mark.args[0], reason)
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_in_the_live_lane(request):
+    """A test that starts a process (a server, manage.py, any subprocess) must
+    be marked live: `bin/dev test --fast` leaves those out to stay fast and
+    to stay runnable without the tools they drive. One that is not marked
+    fails here, naming what it started, instead of slowing the fast lane."""
+    if request.node.get_closest_marker("live"):
+        yield
+        return
+    started: list[str] = []
+    execute_child = subprocess.Popen._execute_child
+
+    def recording(self, args, *rest, **kwargs):
+        started.append(args if isinstance(args, str | bytes) else " ".join(str(a) for a in args))
+        return execute_child(self, args, *rest, **kwargs)
+
+    subprocess.Popen._execute_child = recording
+    try:
+        yield
+    finally:
+        subprocess.Popen._execute_child = execute_child
+    if started:
+        pytest.fail(f"this test started {len(started)} process(es) but is not marked live "
+                    f"(pytest.mark.live, or pytestmark in its module): {started[:3]}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

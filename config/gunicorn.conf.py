@@ -7,6 +7,7 @@ when the master starts and a dead worker's live gauges are dropped.
 """
 
 import os
+import re
 import shutil
 import tempfile
 
@@ -14,6 +15,13 @@ bind = [os.environ.get("GUNICORN_BIND", f"0.0.0.0:{os.environ.get('PORT', '8000'
 # The internal listener for Prometheus and operators (see OPS_PORT in settings).
 if os.environ.get("OPS_PORT"):
     bind.append(f"{os.environ.get('OPS_BIND_HOST', '0.0.0.0')}:{os.environ['OPS_PORT']}")
+# The control socket (gunicornc) defaults to one path per user: a second
+# master on the machine took it over, and the first to stop deleted it for
+# both. Given a directory (bin/dev: one under the checkout's .local/), each
+# master's socket is named by the address it listens on, which no two
+# running masters share.
+if os.environ.get("GUNICORN_CONTROL_DIR"):
+    control_socket = os.path.join(os.environ["GUNICORN_CONTROL_DIR"], re.sub(r"[^\w.-]", "_", bind[0]) + ".ctl")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # Threaded workers: the queue in front of a worker's threads is where load
 # shedding (apps/ratelimit/shedding.py) measures overload, so this worker

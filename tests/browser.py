@@ -14,7 +14,7 @@ Playwright instance cannot start inside the first one's event loop. Use::
 
 No browser is ever downloaded: the tests use the distribution's chromium at
 CHROMIUM_PATH (default /usr/bin/chromium) and are skipped, with the reason,
-when it is missing. ``*.localhost`` host names (the tenants' hosts) are mapped
+when it is missing (a failure under CI: tests/tools.py). ``*.localhost`` host names (the tenants' hosts) are mapped
 to 127.0.0.1 inside the browser, so no /etc/hosts entry is needed.
 """
 
@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import ROOT, Gunicorn
+from tests.tools import require
 
 CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SCREENSHOT_DIR = ROOT / "docs" / "screenshots"
@@ -54,13 +55,13 @@ def screenshot(page, name: str, **kwargs) -> Path | None:
 @pytest.fixture(scope="session")
 def browser():
     """A headless chromium (Playwright sync API) for the whole session."""
-    if not Path(CHROMIUM_PATH).exists():
-        pytest.skip(f"no chromium at {CHROMIUM_PATH} (install Debian's `chromium` package; "
-                    "the tests never download a browser)")
+    require(Path(CHROMIUM_PATH).exists(), f"no chromium at {CHROMIUM_PATH} (install Debian's `chromium` package; "
+            "the tests never download a browser)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:  # pragma: no cover - playwright is in the dev requirements
-        pytest.skip("playwright is not installed")
+        sync_playwright = None
+    require(sync_playwright is not None, "playwright is not installed")
     # Playwright's sync API keeps an asyncio loop running on this thread, which
     # Django takes for an async context and then refuses ORM calls in the
     # tests; nothing here is async, so tell Django so for the session.

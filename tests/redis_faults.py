@@ -60,8 +60,9 @@ def cache_on(settings, url: str):
 
 
 @contextmanager
-def counting_round_trips():
-    """Count the Redis round trips this thread makes (a pipeline is one)."""
+def counting_round_trips(port: int | None = None):
+    """Count the Redis round trips this thread makes (a pipeline is one),
+    to the server on ``port`` only when given."""
     import redis.connection
 
     sent: list[bytes] = []
@@ -69,7 +70,7 @@ def counting_round_trips():
     original = redis.connection.AbstractConnection.send_packed_command
 
     def counting(self, command, check_health=True):
-        if threading.get_ident() == me:
+        if threading.get_ident() == me and (port is None or getattr(self, "port", None) == port):
             sent.append(command if isinstance(command, bytes | str) else b"".join(command))
         return original(self, command, check_health)
 
@@ -78,3 +79,25 @@ def counting_round_trips():
         yield sent
     finally:
         redis.connection.AbstractConnection.send_packed_command = original
+
+
+@contextmanager
+def counting_connects():
+    """The TCP connections to Redis this thread tries to open, as (host, port),
+    whether they succeed or not: a client that remembers a dead server tries none."""
+    import redis.connection
+
+    tried: list[tuple[str, int]] = []
+    me = threading.get_ident()
+    original = redis.connection.Connection._connect
+
+    def counting(self):
+        if threading.get_ident() == me:
+            tried.append((self.host, int(self.port)))
+        return original(self)
+
+    redis.connection.Connection._connect = counting
+    try:
+        yield tried
+    finally:
+        redis.connection.Connection._connect = original

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SKIP = {".venv", ".local", ".git", "var", "node_modules"}
 
@@ -68,6 +70,7 @@ def test_no_foreign_key_crosses_the_planes():
     assert not crossing, crossing
 
 
+@pytest.mark.live
 def test_the_production_settings_pass_the_deployment_checks():
     import os
     import subprocess

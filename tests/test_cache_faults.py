@@ -184,7 +184,7 @@ def test_a_write_during_a_redis_pause_is_never_followed_by_a_stale_read(tenants,
 def test_a_process_that_alone_could_not_reach_redis_leaves_a_record_the_sweep_applies(
         tenants, django_db_blocker, settings):
     from apps.caching.models import PendingInvalidation
-    from apps.caching.tasks import sweep_invalidations
+    from apps.jobs.cache_tasks import sweep_invalidations
 
     with django_db_blocker.unblock(), live_tenant("cachesweep") as (tenant, redis_server, http, server):
         assert http.get("me").status_code == 200  # the host lookup is cached

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from tests.browser import login, running_platform, screenshot
+from tests.tools import require, second_shard_configured
 
 pytestmark = pytest.mark.live
 
@@ -76,14 +77,12 @@ def test_operator_reads_the_overview(operator_page, platform, tenants, django_db
 
 
 def test_operator_moves_a_tenant_and_watches_the_progress_reach_done(operator_page, platform, django_db_blocker):
-    from django.conf import settings
     from playwright.sync_api import expect
 
     from apps.tenancy.models import Tenant
     from tests.support import committed_tenant
 
-    if settings.SHARD_ALIAS_PREFIX + "b" not in settings.DATABASES:
-        pytest.skip("needs a second shard (b)")
+    require(second_shard_configured(), "needs a second shard (b)")
     tab = operator_page
     with django_db_blocker.unblock(), committed_tenant("mover", shard="main"):
         tab.goto(f"{platform.url}/admin/console/tenants/mover/")

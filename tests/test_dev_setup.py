@@ -23,10 +23,13 @@ import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+import pytest
 import requests
 
 from tests.support import ROOT, free_port
 from tests.workers import RedisBroker, port_answers, wait_until
+
+pytestmark = pytest.mark.live
 
 # This run's own service variables would point the script at the suite's
 # databases and queues; a developer's shell has none of them.

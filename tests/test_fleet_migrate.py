@@ -27,6 +27,9 @@ from tests.support import ROOT, committed_tenant, process_env
 from tests.support import test_database_url as database_url
 from tests.workers import wait_until
 
+# pg_dump and manage.py processes, thirty schemas cloned per run: the live lane.
+pytestmark = pytest.mark.live
+
 PER_SHARD = 15
 
 

@@ -34,7 +34,7 @@ from tests.workers import wait_until
 
 pytestmark = [
     pytest.mark.live,
-    pytest.mark.skipif(shutil.which("haproxy") is None, reason="HAProxy is not installed (Debian package haproxy)"),
+    pytest.mark.requires(shutil.which("haproxy"), reason="HAProxy is not installed (Debian package haproxy)"),
 ]
 
 CONFIG = ROOT / "platform" / "haproxy" / "haproxy.cfg"

@@ -20,12 +20,14 @@ from django.db import connections
 from django.utils import timezone
 
 from apps.content.models import Document
-from apps.tenancy import logical, moves, orphans
+from apps.fleet import logical, moves, orphans
+from apps.fleet.records import MoveInProgress
+from apps.fleet.selectors import move_progress, moves_in_progress
 from apps.tenancy.activation import tenant_activated
 from apps.tenancy.models import Move, Shard, Tenant
-from apps.tenancy.selectors import move_progress, moves_in_progress
 from tests.support import Gunicorn, command_output, committed_tenant, manage
 from tests.test_tenant_moves import LEASE_SECONDS, Mover, fill
+from tests.tools import require
 from tests.workers import wait_until
 
 pytestmark = pytest.mark.live
@@ -99,10 +101,9 @@ def drill(tenants, django_db_blocker):
     from apps.billing.models import Plan
 
     with django_db_blocker.unblock():
-        if not Shard.objects.filter(name="b").exists():
-            pytest.skip("needs shard b (bin/dev starts it with wal_level=logical)")
-        if logical.wal_level(Shard.objects.get(name="b").alias) != "logical":
-            pytest.skip("shard b's server does not run with wal_level=logical")
+        require(Shard.objects.filter(name="b").exists(), "needs shard b (bin/dev starts it with wal_level=logical)")
+        require(logical.wal_level(Shard.objects.get(name="b").alias) == "logical",
+                "shard b's server does not run with wal_level=logical")
         with committed_tenant(SLUG, shard="b") as tenant:
             fill(tenant, documents=200)
             limits = Plan.objects.filter(pk=tenant.plan_id).values("rate_limit_per_minute", "max_documents").get()
@@ -186,7 +187,7 @@ def test_mover_killed_in_a_phase_loses_no_write_and_a_resume_finishes(drill, dja
             assert set(in_progress) == PROGRESS_KEYS and not in_progress["finished"]
             assert move in moves_in_progress()
             if point == "copy":  # one mover per tenant
-                with pytest.raises(moves.MoveInProgress, match="being moved by another process"):
+                with pytest.raises(MoveInProgress, match="being moved by another process"):
                     moves.tenant_move(tenant=fresh(tenant), target=Shard.objects.get(name=target))
             killed_at, killed_wall = mover.kill(), timezone.now()
         finally:
@@ -265,7 +266,7 @@ def test_ten_moves_in_a_row_under_load_all_succeed(drill, django_db_blocker, set
 def test_move_start_runs_the_move_in_a_maintenance_worker_and_reports_progress(drill, django_db_blocker):
     """The console's path: services.move_start enqueues, a real worker moves,
     move_progress follows it. Another tenant is neither moved nor changed."""
-    from apps.tenancy.services import move_start
+    from apps.fleet.services import move_start
     from tests.workers import CeleryWorker, live_broker
 
     tenant, writer = drill

@@ -32,7 +32,7 @@ from tests.support import Gunicorn, committed_tenant, process_env
 
 pytestmark = [
     pytest.mark.live,
-    pytest.mark.skipif(not pgbouncer.installed(), reason="PgBouncer is not installed (Debian package pgbouncer)"),
+    pytest.mark.requires(pgbouncer.installed(), reason="PgBouncer is not installed (Debian package pgbouncer)"),
 ]
 
 DOCUMENTS = 12

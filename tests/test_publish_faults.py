@@ -24,6 +24,7 @@ from apps.outbox.models import TenantOutboxMessage
 from apps.outbox.services import tenant_outbox_sweep
 from apps.tenancy.activation import tenant_activated
 from tests.support import Gunicorn, committed_tenant, free_port
+from tests.tools import require
 from tests.workers import RedisBroker, celery_broker, port_answers, purge_queues
 
 pytestmark = pytest.mark.live
@@ -49,8 +50,7 @@ class PausedRedis(RedisBroker):
 def broken_broker(request):
     """{"url": a broker URL that fails now, "restore": () -> a URL that answers}."""
     if request.param == "amqp-refused":
-        if not port_answers(5672):
-            pytest.skip("no RabbitMQ on 127.0.0.1:5672")
+        require(port_answers(5672), "no RabbitMQ on 127.0.0.1:5672")
         user_vhost = AMQP_URL.split("@", 1)
         yield {"url": f"{user_vhost[0]}@127.0.0.1:{free_port()}/{AMQP_URL.rsplit('/', 1)[1]}",
                "restore": lambda: AMQP_URL}

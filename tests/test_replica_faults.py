@@ -22,12 +22,13 @@ from django.utils import timezone
 
 from apps.content.models import Document
 from apps.content.services import document_create
-from apps.tenancy import planes, replicas
+from apps.tenancy import replicas
 from apps.tenancy.activation import tenant_activated
 from apps.tenancy.context import pin_primary
 from apps.tenancy.models import Tenant
 from tests.pgtemp import TemporaryPostgres
 from tests.support import Gunicorn, committed_tenant, temporary_shard
+from tests.tools import second_shard_with_replica
 
 SHARD = "pair"
 DATABASE = f"saas_{SHARD}"
@@ -156,6 +157,7 @@ def live_env(**extra: str) -> dict[str, str]:
 # --- a replica stopped --------------------------------------------------------
 
 
+@pytest.mark.live
 def test_a_replica_lost_under_an_open_connection_is_read_again_from_the_primary(healthy, django_db_blocker, settings):
     """In this process (the test client never health-checks a connection), so
     the failure comes under a query of an open session, not at connect."""
@@ -267,6 +269,7 @@ def test_primary_stopped_reads_come_from_the_replica_writes_and_fresh_readers_ge
         Document.objects.exclude(title="pair-a only").delete()
 
 
+@pytest.mark.live
 def test_a_refused_primary_is_presumed_down_its_reads_go_to_the_replica(healthy, django_db_blocker, settings):
     settings.REPLICA_READS = True
     settings.PRIMARY_RECHECK_SECONDS = 30
@@ -299,8 +302,8 @@ def test_a_refused_primary_is_presumed_down_its_reads_go_to_the_replica(healthy,
 # --- reads inside a write transaction ----------------------------------------
 
 
-needs_shard_b_replica = pytest.mark.skipif(
-    "shard_b" not in planes.shard_aliases() or planes.replica_alias("shard_b") is None,
+needs_shard_b_replica = pytest.mark.requires(
+    second_shard_with_replica(),
     reason="needs shard b on a second server with a replica (bin/dev test sets this up)",
 )
 
@@ -312,8 +315,8 @@ def test_quota_counts_inside_the_write_transaction_see_its_own_rows(tenants, dja
     miss the rows the transaction just added and let a batch of creates in one
     transaction pass the plan's limit."""
     from apps.analytics.services import EventInput, events_ingest
-    from apps.http.errors import QuotaExceeded
     from apps.billing.models import Plan
+    from apps.http.errors import QuotaExceeded
 
     settings.REPLICA_READS = True
     replicas.forget()

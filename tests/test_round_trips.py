@@ -193,6 +193,7 @@ def live_callers(committed: dict, server: Gunicorn):
     return by_key, by_token, answers
 
 
+@pytest.mark.live
 def test_changes_take_effect_on_the_next_request_in_every_worker(committed, server):
     tenant = committed["tenant"]
     by_key, by_token, answers = live_callers(committed, server)
@@ -234,6 +235,7 @@ def push_connections(server: Gunicorn) -> dict[int, int]:
     return found
 
 
+@pytest.mark.live
 def test_a_killed_push_connection_never_lets_a_revoked_key_through(committed, server):
     """The workers hold versions while Redis pushes changes; with their push
     connections killed, a change made right after must still fail the next

@@ -43,6 +43,7 @@ def check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
         ("LOG_FORMAT", "xml", "one of json, console"),
     ],
 )
+@pytest.mark.live
 def test_a_bad_value_stops_manage_py_with_one_line_naming_the_variable_and_its_form(variable, value, expected):
     result = check(process_env(**{variable: value}))
 
@@ -53,6 +54,7 @@ def test_a_bad_value_stops_manage_py_with_one_line_naming_the_variable_and_its_f
     assert variable in lines[0] and expected in lines[0], lines[0]
 
 
+@pytest.mark.live
 def test_a_url_in_a_message_is_never_echoed_it_may_carry_a_password():
     result = check(process_env(SHARD_URLS="main=postgres://app:s3cret-pass@db.internal:notaport/saas"))
 
@@ -68,6 +70,7 @@ def production_env(**values: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.live
 def test_production_refuses_to_start_without_its_variables_and_names_every_one():
     result = check(production_env())
 
@@ -77,6 +80,7 @@ def test_production_refuses_to_start_without_its_variables_and_names_every_one()
     assert message.endswith("not set: " + ", ".join(REQUIRED_VARIABLES)), message
 
 
+@pytest.mark.live
 def test_production_refuses_a_blank_variable_and_names_only_what_is_missing():
     values = {**PRODUCTION_VALUES, "DATABASE_URL": process_env()["DATABASE_URL"], "REDIS_URL": "   "}
 
@@ -86,6 +90,7 @@ def test_production_refuses_a_blank_variable_and_names_only_what_is_missing():
     assert result.stderr.strip().endswith("not set: REDIS_URL"), result.stderr
 
 
+@pytest.mark.live
 def test_production_starts_with_exactly_its_required_variables():
     """Nothing else is needed: shards default to the control database, the broker to Redis."""
     from django.conf import settings

@@ -23,12 +23,14 @@ from django.utils import timezone
 from apps.audit.models import AuditEntry
 from apps.content.models import Document
 from apps.content.services import document_create
+from apps.fleet import copying, moves, verification
 from apps.partitions.partitions import month_start
-from apps.tenancy import moves, schemas
+from apps.tenancy import schemas
 from apps.tenancy.activation import tenant_activated
 from apps.tenancy.models import Move, Shard, Tenant
 from tests.support import ROOT, command_output, committed_tenant, manage, process_env, temporary_shard
 from tests.support import test_database_url as database_url
+from tests.tools import require
 from tests.workers import wait_until
 
 TABLES = ["audit_entry", "content_document", "search_searchentry"]
@@ -48,7 +50,7 @@ def fill(tenant: Tenant, documents: int = 120) -> None:
 
 def fingerprints(tenant: Tenant) -> dict:
     tenant.refresh_from_db()
-    return {t: moves.table_fingerprint(tenant.shard.alias, tenant.schema_name, t) for t in TABLES}
+    return {t: verification.table_fingerprint(tenant.shard.alias, tenant.schema_name, t) for t in TABLES}
 
 
 def other_shard_name(tenant: Tenant) -> str:
@@ -61,8 +63,7 @@ def test_move_preserves_every_row_and_checksum(tenants, django_db_blocker):
         before = fingerprints(tenant)
         source = tenant.shard
         target = Shard.objects.get(name=other_shard_name(tenant))
-        if target == source:
-            pytest.skip("needs two shards")
+        require(target != source, "needs two shards")
         out = StringIO()
         call_command("move_tenant", "mover", target.name, stdout=out)
         assert "writes frozen" in out.getvalue()
@@ -87,7 +88,7 @@ def test_a_copy_killed_midway_leaves_the_tenant_on_its_source(tenants, django_db
         source = tenant.shard
         target = Shard.objects.get(name=other_shard_name(tenant))
         copied = []
-        real_copy = moves._copy_table
+        real_copy = copying._copy_table
 
         def copy_then_die(src, dst, schema, table, columns):
             if copied:
@@ -95,7 +96,7 @@ def test_a_copy_killed_midway_leaves_the_tenant_on_its_source(tenants, django_db
             copied.append(table)
             return real_copy(src, dst, schema, table, columns)
 
-        monkeypatch.setattr(moves, "_copy_table", copy_then_die)
+        monkeypatch.setattr(copying, "_copy_table", copy_then_die)
         with pytest.raises(CommandError, match="stays on its source shard"):
             call_command("move_tenant", "crashy", target.name, stdout=StringIO())
         tenant.refresh_from_db()
@@ -107,18 +108,19 @@ def test_a_copy_killed_midway_leaves_the_tenant_on_its_source(tenants, django_db
         assert client.post("/admin/content/document/add/", {"title": "still writable", "status": "draft"}).status_code == 302
 
 
+@pytest.mark.live
 def test_target_server_stopped_mid_move_leaves_the_tenant_intact(tenants, django_db_blocker, monkeypatch):
     with django_db_blocker.unblock(), temporary_shard("target") as (server, target):
         with committed_tenant("stranded") as tenant:
             fill(tenant, documents=20)
             before = fingerprints(tenant)
-            real_copy = moves._copy_table
+            real_copy = copying._copy_table
 
             def stop_target_then_copy(*args):
                 server.stop()
                 return real_copy(*args)
 
-            monkeypatch.setattr(moves, "_copy_table", stop_target_then_copy)
+            monkeypatch.setattr(copying, "_copy_table", stop_target_then_copy)
             with pytest.raises(OperationalError):
                 moves.tenant_move(tenant=tenant, target=target)
             tenant.refresh_from_db()
@@ -126,7 +128,7 @@ def test_target_server_stopped_mid_move_leaves_the_tenant_intact(tenants, django
             assert fingerprints(tenant) == before
             # With the target back, a new attempt clears the leftover and succeeds.
             server.start()
-            monkeypatch.setattr(moves, "_copy_table", real_copy)
+            monkeypatch.setattr(copying, "_copy_table", real_copy)
             moves.tenant_move(tenant=tenant, target=target)
             tenant.refresh_from_db()
             assert tenant.shard == target
@@ -170,8 +172,7 @@ def test_move_command_rejects_bad_input(tenants, args, message):
 def test_move_to_a_read_only_shard_is_refused(tenants):
     Shard.objects.exclude(name="main").update(state=Shard.State.READ_ONLY)
     target = Shard.objects.exclude(name="main").first()
-    if target is None:
-        pytest.skip("needs two shards")
+    require(target is not None, "needs two shards")
     with pytest.raises(CommandError, match="takes no tenants"):
         call_command("move_tenant", "alpha", target.name, stdout=StringIO())
     assert Tenant.objects.get(slug="alpha").shard.name == "main"
@@ -220,8 +221,7 @@ def test_the_table_lock_gives_way_to_a_client_transaction_instead_of_deadlocking
     settings.MOVE_DRAIN_SECONDS = 0
     with django_db_blocker.unblock(), committed_tenant("locky") as tenant:
         source, target = tenant.shard, Shard.objects.get(name=other_shard_name(tenant))
-        if target == source:
-            pytest.skip("needs two shards")
+        require(target != source, "needs two shards")
         outcome = {}
 
         def move():
@@ -254,20 +254,20 @@ def test_verification_finds_a_difference_range_by_range(tenants, django_db_block
     with django_db_blocker.unblock(), committed_tenant("ranges") as tenant:
         fill(tenant, documents=45)
         alias = tenant.shard.alias
-        ranges = list(moves.range_checksums(alias, "t_ranges", "content_document"))
+        ranges = list(verification.range_checksums(alias, "t_ranges", "content_document"))
         assert [r[0] for r in ranges] == [0, 1, 2, 3, 4] and sum(r[1] for r in ranges) == 44
         with connections[alias].cursor() as cursor:
             cursor.execute("CREATE SCHEMA t_ranges_copy")
             cursor.execute("CREATE TABLE t_ranges_copy.content_document AS TABLE t_ranges.content_document")
             cursor.execute("ALTER TABLE t_ranges_copy.content_document ADD PRIMARY KEY (id)")
         try:
-            copied = moves._verify_table(alias, alias, "t_ranges", "content_document")
+            copied = verification.verify_table(alias, alias, "t_ranges", "content_document")
             assert copied.rows == 44
             with connections[alias].cursor() as cursor:
                 cursor.execute("UPDATE t_ranges_copy.content_document SET title = 'changed' WHERE id = "
                                "(SELECT max(id) FROM t_ranges_copy.content_document)")
-            original = list(moves.range_checksums(alias, "t_ranges", "content_document"))
-            changed = list(moves.range_checksums(alias, "t_ranges_copy", "content_document"))
+            original = list(verification.range_checksums(alias, "t_ranges", "content_document"))
+            changed = list(verification.range_checksums(alias, "t_ranges_copy", "content_document"))
             assert [a[0] for a, b in zip(original, changed, strict=True) if a != b] == [4]
         finally:
             schemas.drop_schema(alias, "t_ranges_copy")
@@ -292,13 +292,13 @@ def test_orphans_are_listed_and_dropped_only_after_the_grace_period_with_yes(ten
 
 
 def test_rebalance_executes_its_plan_one_bounded_run_at_a_time(tenants, django_db_blocker, settings):
-    from apps.tenancy.selectors import rebalance_plan
+    from apps.tenancy.placement import rebalance_plan
 
     settings.MOVE_DRAIN_SECONDS = 0
     with django_db_blocker.unblock(), committed_tenant("newcomer") as tenant:
         plan = rebalance_plan()
-        if not plan or plan[0][0] != "newcomer":
-            pytest.skip(f"needs two shards with the newcomer as the first planned move, got {plan}")
+        require(plan and plan[0][0] == "newcomer",
+                f"needs two shards with the newcomer as the first planned move, got {plan}")
         target = plan[0][2]
         out = command_output("rebalance_shards", "--execute", "--max-moves", "1")
         assert "[1/1] moving newcomer" in out and f"newcomer on {target}" in out and "1 move(s) made" in out
@@ -309,6 +309,7 @@ def test_rebalance_executes_its_plan_one_bounded_run_at_a_time(tenants, django_d
             assert "0 move(s) made; 0 left" in command_output("rebalance_shards", "--execute")
 
 
+@pytest.mark.live
 def test_a_task_meeting_a_frozen_tenant_waits_for_the_lease_and_never_becomes_a_dead_letter(tenants,
                                                                                              django_db_blocker):
     """Frozen for longer than a busy tenant's retry budget (12 attempts): the
@@ -382,8 +383,7 @@ def test_placement_policy_weighs_capacity_against_tenant_count_and_size():
 def test_a_new_tenant_goes_to_the_shard_with_the_most_headroom(tenants):
     from apps.tenancy.services import shard_choose
 
-    if not Shard.objects.filter(name="b").exists():
-        pytest.skip("needs two shards")
+    require(Shard.objects.filter(name="b").exists(), "needs two shards")
     # alpha and gamma on main, beta on b: b has the headroom.
     assert shard_choose().name == "b"
     Shard.objects.filter(name="b").update(weight=0)  # takes no new tenants
@@ -413,6 +413,7 @@ def written_by_command(tenant: Tenant) -> int:
         return Document.objects.filter(title="written by a command").count()
 
 
+@pytest.mark.live
 def test_tenant_command_refuses_a_frozen_tenant_or_waits_for_it(tenants, django_db_blocker):
     with django_db_blocker.unblock(), committed_tenant("icy") as tenant:
         with frozen_for(tenant, 30):
@@ -456,15 +457,14 @@ def test_search_rebuild_refuses_a_frozen_tenant_and_writes_nothing(tenants, djan
 def test_move_start_validates_and_records_before_queueing(tenants):
     from django.core.exceptions import ValidationError
 
-    from apps.tenancy.selectors import move_progress
-    from apps.tenancy.services import move_start
+    from apps.fleet.selectors import move_progress
+    from apps.fleet.services import move_start
 
     alpha = tenants["alpha"]
     with pytest.raises(ValidationError, match="already on shard"):
         move_start(tenant=alpha, target=alpha.shard, actor="ops", reason="test")
     other = Shard.objects.exclude(pk=alpha.shard_id).first()
-    if other is None:
-        pytest.skip("needs two shards")
+    require(other is not None, "needs two shards")
     with pytest.raises(ValidationError, match="Say why"):
         move_start(tenant=alpha, target=other, actor="ops", reason=" ")
     assert not Move.objects.filter(tenant=alpha).exists()

@@ -202,7 +202,7 @@ def test_the_tracing_middleware_comes_right_after_the_probes_and_goes_away_on_un
 
     middleware = settings.MIDDLEWARE
     position = middleware.index(tracing.TRACING_MIDDLEWARE)
-    assert middleware[position - 1] == "apps.observability.middleware.OperationalEndpointsMiddleware"
+    assert middleware[position - 1] == "apps.ops.endpoints.OperationalEndpointsMiddleware"
     assert middleware[position + 1] == "apps.observability.middleware.RequestIdMiddleware"
 
 

@@ -1,10 +1,12 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.core.exceptions import ValidationError
 
 from .models import Membership, SupportGrant, User
-from .services import membership_change_role, membership_grant, membership_remove
+from .passwords import password_set_by_operator
+from .services import membership_add, membership_change_role, membership_remove
 from .support import MAX_GRANT_HOURS, support_grant_create, support_grant_revoke, support_grant_validate
 
 
@@ -21,8 +23,19 @@ class MembershipInline(admin.TabularInline):
         return False
 
 
+class AuditedPasswordChangeForm(AdminPasswordChangeForm):
+    """An operator setting someone's password acts inside that person's
+    tenants: the service records it in each tenant's audit log."""
+
+    def save(self, commit=True):
+        usable = self.cleaned_data.get("set_usable_password", True)
+        password_set_by_operator(user=self.user, password=self.cleaned_data["password1"] if usable else None)
+        return self.user
+
+
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
+    change_password_form = AuditedPasswordChangeForm
     ordering = ["email"]
     list_display = ["email", "is_active", "is_staff", "is_superuser", "last_login"]
     search_fields = ["email", "first_name", "last_name"]
@@ -57,7 +70,8 @@ def _is_last_owner(membership: Membership) -> bool:
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
     """Operators act with an owner's authority, through the same services
-    (and the same last-owner rule) as the API."""
+    (and the same last-owner rule) as the API; the services record each
+    change in the tenant's audit log, with the operator as the actor."""
 
     form = MembershipForm
     list_display = ["user", "tenant", "role", "created_at"]
@@ -73,7 +87,7 @@ class MembershipAdmin(admin.ModelAdmin):
             current = Membership.objects.get(pk=obj.pk)
             membership_change_role(membership=current, role=obj.role, acting_role=Membership.Role.OWNER)
         else:
-            saved = membership_grant(user=obj.user, tenant_id=obj.tenant_id, role=obj.role)
+            saved = membership_add(user=obj.user, tenant_id=obj.tenant_id, role=obj.role)
             obj.pk = saved.pk
 
     def has_delete_permission(self, request, obj=None) -> bool:

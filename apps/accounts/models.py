@@ -74,8 +74,14 @@ class Invitation(models.Model):
     tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="invitations")
     email = models.EmailField()
     role = models.CharField(max_length=20, choices=Membership.Role.choices, default=Membership.Role.MEMBER)
-    # sha256 of the token; the token itself is shown (emailed) once.
+    # sha256 of the token, to find the invitation a presented token opens.
     token_hash = models.CharField(max_length=64, unique=True)
+    # The token is not stored: it is an HMAC of this seed under SECRET_KEY
+    # (tokens.invitation_token), so the worker that emails it derives it
+    # from the invitation's id alone, and the seed, readable by whoever reads
+    # the table, opens nothing without the key. Empty on invitations made
+    # before that, whose token cannot be derived (they are re-sent by inviting again).
+    token_seed = models.CharField(max_length=64, blank=True, default="")
     invited_by = models.ForeignKey(User, on_delete=models.SET_NULL, null=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
@@ -91,6 +97,28 @@ class Invitation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.email} -> {self.tenant_id} as {self.role}"
+
+
+class PasswordReset(models.Model):
+    """A request for a password reset link, made on a tenant's host.
+
+    The link's token is not stored anywhere: the worker that sends the email
+    derives it (apps/accounts/passwords.py) from this row, the user's
+    current password hash and SECRET_KEY, so the outbox row, the broker
+    message and a dead letter carry only this row's id. Using the link marks
+    the row used, which (like a password change) ends the token.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"password reset {self.pk} of user {self.user_id} at tenant {self.tenant_id}"
 
 
 class ApiKey(models.Model):

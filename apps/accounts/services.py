@@ -8,6 +8,8 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -18,7 +20,9 @@ from django.core.validators import validate_email
 from django.db import connections, router, transaction
 from django.utils import timezone
 
-from apps.caching.tenant_cache import invalidate_tenant
+from apps.audit.services import audit_record
+from apps.observability.context import Actor, actor_var
+from apps.tenancy.tenant_cache import invalidate_tenant
 
 from . import tokens
 from .models import ApiKey, Invitation, Membership, User
@@ -71,9 +75,68 @@ def user_ensure(*, email: str, password: str | None = None, superuser: bool = Fa
     return EnsuredUser(user=user, created=False, password=password)
 
 
+# --- the tenant's audit log --------------------------------------------------
+
+
+@contextmanager
+def tenant_audited(tenant_id: int, *, actor: Actor | None = None) -> Iterator[None]:
+    """A control-plane transaction with the tenant's audit log in it.
+
+    Members, invitations and resets live in the control plane, the audit log
+    in the tenant's schema on its shard: two databases. The block runs in a
+    transaction on each, the shard's inside the control plane's, so an error
+    anywhere rolls back both, and the audit row commits just before the
+    change (a failure between the two commits leaves an audit row too many,
+    never a change without one). Callers write their rows with
+    ``audit_record`` inside the block.
+
+    The tenant is activated for the block when it is not the active one: a
+    signed-in user acting on the tenant from outside it is an operator in the
+    operator admin (the platform's host), recorded as ``operator`` in the
+    tenant's log. ``actor`` names who acts when the request does not (a
+    person accepting an invitation or resetting a password is anonymous).
+    """
+    from apps.tenancy.activation import tenant_activated
+    from apps.tenancy.context import active_tenant
+    from apps.tenancy.models import Tenant
+    from apps.tenancy.routers import tenant_write_alias
+
+    current = active_tenant()
+    outside = current is None or current.pk != tenant_id
+    who = actor or actor_var.get()
+    if actor is None and outside and who.type == "user":
+        who = Actor(type="operator", user_id=who.user_id)
+    token = actor_var.set(who)
+    try:
+        with transaction.atomic(using="default"):
+            if outside:
+                tenant = Tenant.objects.select_related("shard").get(pk=tenant_id)
+                with tenant_activated(tenant), transaction.atomic(using=tenant_write_alias(tenant)):
+                    yield
+            else:
+                with transaction.atomic(using=tenant_write_alias(current)):
+                    yield
+    finally:
+        actor_var.reset(token)
+
+
+def membership_add(*, user: User, tenant_id: int, role: str) -> Membership:
+    """Add a member (the operator admin's way): ``membership_grant`` plus the
+    tenant's audit row. Granting itself stays unaudited for provisioning,
+    which grants the owner before the tenant's schema exists."""
+    with tenant_audited(tenant_id):
+        existing = Membership.objects.filter(user=user, tenant_id=tenant_id).values_list("role", flat=True).first()
+        membership = membership_grant(user=user, tenant_id=tenant_id, role=role)
+        audit_record(action="update" if existing else "create", object_type="membership", object_id=membership.pk,
+                     changes={"user_id": [None, user.pk], "role": [existing, role]} if not existing
+                     else {"role": [existing, role]})
+    return membership
+
+
 @transaction.atomic
 def membership_grant(*, user: User, tenant_id: int, role: str) -> Membership:
-    """Make ``user`` a member of the tenant with ``role`` (idempotent)."""
+    """Make ``user`` a member of the tenant with ``role`` (idempotent). Not
+    audited: see ``membership_add`` and ``invitation_accept``."""
     if role not in Membership.Role.values:
         raise ValidationError({"role": f"Unknown role '{role}'. Choose one of {', '.join(Membership.Role.values)}."})
     membership, _ = Membership.objects.update_or_create(user=user, tenant_id=tenant_id, defaults={"role": role})
@@ -96,23 +159,31 @@ def _owner_rules(*, membership: Membership, acting_role: str, new_role: str | No
             raise ValidationError({"role": "A tenant keeps at least one owner."})
 
 
-@transaction.atomic
 def membership_change_role(*, membership: Membership, role: str, acting_role: str) -> Membership:
-    """Change a member's role. ``acting_role`` is the role of whoever asks
-    (``Membership.Role.OWNER`` for platform operators and scripts)."""
+    """Change a member's role, recorded in the tenant's audit log.
+    ``acting_role`` is the role of whoever asks (``Membership.Role.OWNER``
+    for platform operators and scripts)."""
     if role not in Membership.Role.values:
         raise ValidationError({"role": f"Unknown role '{role}'. Choose one of {', '.join(Membership.Role.values)}."})
-    _owner_rules(membership=membership, acting_role=acting_role, new_role=role)
-    membership.role = role
-    membership.save(update_fields=["role"])
+    with tenant_audited(membership.tenant_id):
+        _owner_rules(membership=membership, acting_role=acting_role, new_role=role)
+        before = membership.role
+        membership.role = role
+        membership.save(update_fields=["role"])
+        audit_record(action="update", object_type="membership", object_id=membership.pk,
+                     changes={"role": [before, role]})
     return membership
 
 
-@transaction.atomic
 def membership_remove(*, membership: Membership, acting_role: str) -> None:
-    """Remove a member; see ``membership_change_role`` for ``acting_role``."""
-    _owner_rules(membership=membership, acting_role=acting_role, new_role=None)
-    membership.delete()
+    """Remove a member, recorded in the tenant's audit log; see
+    ``membership_change_role`` for ``acting_role``."""
+    with tenant_audited(membership.tenant_id):
+        _owner_rules(membership=membership, acting_role=acting_role, new_role=None)
+        membership_id = membership.pk  # gone from the instance once deleted
+        membership.delete()
+        audit_record(action="delete", object_type="membership", object_id=membership_id,
+                     changes={"user_id": [membership.user_id, None], "role": [membership.role, None]})
     invalidate_tenant(membership.tenant_id, "usage")
 
 
@@ -125,79 +196,136 @@ class CreatedInvitation:
     token: str  # shown once (and emailed)
 
 
-@transaction.atomic
 def invitation_create(*, tenant_id: int, email: str, role: str, invited_by: User | None) -> CreatedInvitation:
-    """Invite ``email`` to the tenant. Replaces an earlier open invitation."""
+    """Invite ``email`` to the tenant, recorded in its audit log. Replaces an
+    earlier open invitation."""
     email = normalize_email(email)
     if role not in Membership.Role.values or role == Membership.Role.OWNER:
         raise ValidationError({"role": "Invite as admin, member or viewer."})
-    if Membership.objects.filter(tenant_id=tenant_id, user__email=email).exists():
-        # The address is valid; the tenant's current members make it a conflict.
-        from apps.http.errors import Conflict
+    with tenant_audited(tenant_id):
+        if Membership.objects.filter(tenant_id=tenant_id, user__email=email).exists():
+            # The address is valid; the tenant's current members make it a conflict.
+            from apps.http.errors import Conflict
 
-        raise Conflict(f"{email} is already a member of this tenant.")
-    Invitation.objects.filter(tenant_id=tenant_id, email=email, accepted_at__isnull=True).delete()
-    token = secrets.token_urlsafe(32)
-    invitation = Invitation.objects.create(
-        tenant_id=tenant_id, email=email, role=role, token_hash=tokens.hash_secret(token), invited_by=invited_by,
-        expires_at=timezone.now() + dt.timedelta(seconds=settings.INVITATION_SECONDS),
-    )
-    _invitation_email(invitation, token)
+            raise Conflict(f"{email} is already a member of this tenant.")
+        Invitation.objects.filter(tenant_id=tenant_id, email=email, accepted_at__isnull=True).delete()
+        seed = tokens.new_invitation_seed()
+        token = tokens.invitation_token(seed)
+        invitation = Invitation.objects.create(
+            tenant_id=tenant_id, email=email, role=role, token_hash=tokens.hash_secret(token), token_seed=seed,
+            invited_by=invited_by, expires_at=timezone.now() + dt.timedelta(seconds=settings.INVITATION_SECONDS),
+        )
+        audit_record(action="create", object_type="invitation", object_id=invitation.pk,
+                     changes={"email": [None, invitation.email], "role": [None, invitation.role]})
+        _invitation_email(invitation)
     return CreatedInvitation(invitation=invitation, token=token)
 
 
-def _invitation_email(invitation: Invitation, token: str) -> None:
-    """Queue the invitation email in the control outbox, same transaction."""
+def _invitation_email(invitation: Invitation) -> None:
+    """Queue the invitation email in the control outbox, same transaction.
+    The message names the invitation; the worker derives its link
+    (``invitation_email_links``), so no token is in the outbox."""
     from apps.jobs.services import control_outbox_enqueue
     from apps.notifications.tasks import send_email
-    from apps.tenancy.links import tenant_url
     from apps.tenancy.models import Tenant
 
     tenant = Tenant.objects.get(pk=invitation.tenant_id)
     control_outbox_enqueue(send_email, kwargs={
         "to": [invitation.email], "template": "invitation",
-        "context": {"tenant_name": tenant.name, "role": invitation.role, "token": token,
+        "context": {"tenant_name": tenant.name, "role": invitation.role,
                     "inviter": invitation.invited_by.email if invitation.invited_by else "",
-                    "expires_at": invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC"),
-                    "url": tenant_url(tenant, "/invitations/accept?" + urlencode({"token": token})),
-                    "api_url": tenant_url(tenant, "/api/v1/invitations/accept")},
+                    "expires_at": invitation.expires_at.strftime("%Y-%m-%d %H:%M UTC")},
+        "refs": {"invitation_id": invitation.pk},
         "effect_key": f"invitation:{invitation.pk}",
     }, headers={"tenant_id": tenant.pk, "tenant_slug": tenant.slug})
 
 
-@transaction.atomic
-def invitation_accept(*, tenant_id: int, token: str, password: str | None = None) -> Membership:
-    """Accept an invitation: the user (made now if new, with ``password``) joins."""
-    invitation = (
-        Invitation.objects.select_for_update()
-        .filter(tenant_id=tenant_id, token_hash=tokens.hash_secret(token or ""))
-        .first()
-    )
+def invitation_email_links(refs: dict, tenant_id: int | None) -> dict:
+    """The invitation email's token and links, derived in the worker when it
+    sends (registered with the notifications app in AccountsConfig.ready())."""
+    from apps.jobs.errors import PermanentError
+    from apps.notifications.emails import EmailNotNeeded
+    from apps.tenancy.links import tenant_url
+
+    invitation = Invitation.objects.select_related("tenant").filter(pk=refs.get("invitation_id")).first()
     if invitation is None:
-        raise ValidationError({"token": "This invitation token is not valid for this tenant."})
+        raise EmailNotNeeded("the invitation was withdrawn or replaced")
     if invitation.accepted_at is not None:
-        raise ValidationError({"token": "This invitation was already accepted."})
+        raise EmailNotNeeded("the invitation was accepted already")
     if invitation.expires_at < timezone.now():
-        raise ValidationError({"token": "This invitation has expired; ask for a new one."})
-    user = User.objects.filter(email=invitation.email).first()
-    if user is None:
-        if not password or len(password) < 10:
-            raise ValidationError({"password": "A new account needs a password of at least 10 characters."})
-        user = User.objects.create_user(email=invitation.email, password=password)
-    invitation.accepted_at = timezone.now()
-    invitation.save(update_fields=["accepted_at"])
-    return membership_grant(user=user, tenant_id=tenant_id, role=invitation.role)
+        raise EmailNotNeeded("the invitation has expired")
+    token = tokens.invitation_token_for(seed=invitation.token_seed, token_hash=invitation.token_hash)
+    if token is None:
+        raise PermanentError(f"invitation {invitation.pk}: its token cannot be derived with the current keys; "
+                             "invite the person again")
+    tenant = invitation.tenant
+    return {"token": token, "url": tenant_url(tenant, "/invitations/accept?" + urlencode({"token": token})),
+            "api_url": tenant_url(tenant, "/api/v1/invitations/accept")}
 
 
-@transaction.atomic
-def invitation_revoke(*, tenant_id: int, invitation_id: int) -> Invitation:
-    """Withdraw an open invitation of the tenant: its token stops working.
-    Raises ValidationError when there is no open invitation by that id."""
-    invitation = (Invitation.objects.select_for_update()
-                  .filter(tenant_id=tenant_id, pk=invitation_id, accepted_at__isnull=True).first())
+INVITATION_UNKNOWN = "This invitation link is not valid for this organisation."
+INVITATION_USED = "This invitation was already accepted."
+INVITATION_EXPIRED = "This invitation has expired; ask for a new one."
+
+
+def invitation_problem(invitation: Invitation | None) -> str | None:
+    """Why this invitation cannot be accepted, or None when it can."""
     if invitation is None:
-        raise ValidationError({"invitation": "No open invitation by that id in this tenant."})
-    invitation.delete()
+        return INVITATION_UNKNOWN
+    if invitation.accepted_at is not None:
+        return INVITATION_USED
+    if invitation.expires_at < timezone.now():
+        return INVITATION_EXPIRED
+    return None
+
+
+def invitation_by_token(*, tenant_id: int, token: str) -> Invitation | None:
+    return Invitation.objects.filter(tenant_id=tenant_id, token_hash=tokens.hash_secret(token or "")).first()
+
+
+def invitation_accept(*, tenant_id: int, token: str, password: str | None = None) -> Membership:
+    """Accept an invitation: the user (made now if new, with ``password``)
+    joins, recorded in the tenant's audit log as the user's doing."""
+    with transaction.atomic(using="default"):
+        invitation = (
+            Invitation.objects.select_for_update()
+            .filter(tenant_id=tenant_id, token_hash=tokens.hash_secret(token or ""))
+            .first()
+        )
+        problem = invitation_problem(invitation)
+        if problem:
+            raise ValidationError({"token": problem})
+        user = User.objects.filter(email=invitation.email).first()
+        if user is None:
+            if not password or len(password) < 10:
+                raise ValidationError({"password": "A new account needs a password of at least 10 characters."})
+            user = User.objects.create_user(email=invitation.email, password=password)
+        with tenant_audited(tenant_id, actor=Actor(type="user", user_id=user.pk)):
+            before = Membership.objects.filter(user=user, tenant_id=tenant_id).values_list("role", flat=True).first()
+            invitation.accepted_at = timezone.now()
+            invitation.save(update_fields=["accepted_at"])
+            membership = membership_grant(user=user, tenant_id=tenant_id, role=invitation.role)
+            audit_record(action="update", object_type="invitation", object_id=invitation.pk,
+                         changes={"accepted_at": [None, invitation.accepted_at.isoformat()]})
+            audit_record(action="create" if before is None else "update", object_type="membership",
+                         object_id=membership.pk,
+                         changes={"user_id": [None, user.pk], "role": [None, membership.role]} if before is None
+                         else {"role": [before, membership.role]})
+    return membership
+
+
+def invitation_revoke(*, tenant_id: int, invitation_id: int) -> Invitation:
+    """Withdraw an open invitation of the tenant, recorded in its audit log:
+    its token stops working. Raises ValidationError when there is no open
+    invitation by that id."""
+    with tenant_audited(tenant_id):
+        invitation = (Invitation.objects.select_for_update()
+                      .filter(tenant_id=tenant_id, pk=invitation_id, accepted_at__isnull=True).first())
+        if invitation is None:
+            raise ValidationError({"invitation": "No open invitation by that id in this tenant."})
+        invitation.delete()
+        audit_record(action="delete", object_type="invitation", object_id=invitation_id,
+                     changes={"email": [invitation.email, None], "role": [invitation.role, None]})
     return invitation
 
 

@@ -1,4 +1,5 @@
-"""Usage reads: from the rollups only, never the raw events."""
+"""Reads of analytics: usage comes from the rollups only, never the raw
+events; the raw events are read only as a list to export."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from django.db.models import Sum
 
 from apps.partitions.partitions import month_start
 
-from .models import DailyRollup
+from .models import DailyRollup, Event
 
 
 def events_in_month(day: dt.date) -> int:
@@ -22,3 +23,15 @@ def daily_usage(*, since: dt.date, until: dt.date, event_type: str | None = None
     if event_type:
         rollups = rollups.filter(event_type=event_type)
     return rollups.order_by("day", "event_type")
+
+
+def event_list(*, event_type: str | None = None, since=None, until=None):
+    """The active tenant's events, optionally of one type and within [since, until)."""
+    events = Event.objects.all()
+    if event_type:
+        events = events.filter(event_type=event_type)
+    if since:
+        events = events.filter(occurred_at__gte=since)
+    if until:
+        events = events.filter(occurred_at__lt=until)
+    return events

@@ -22,10 +22,10 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.billing.services import quota_enforce
-from apps.caching.tenant_cache import invalidate
 from apps.partitions.partitions import accepting_window, month_start_datetime
 from apps.tenancy.context import require_active_tenant
 from apps.tenancy.routers import tenant_write_alias
+from apps.tenancy.tenant_cache import invalidate
 
 from .selectors import events_in_month
 

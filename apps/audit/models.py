@@ -21,7 +21,9 @@ class AuditEntry(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     occurred_at = models.DateTimeField(db_index=True)
-    actor_type = models.CharField(max_length=20)  # user | api_key | system
+    # user | api_key | system | support (an operator under a support grant)
+    # | operator (an operator acting on the tenant from the operator admin)
+    actor_type = models.CharField(max_length=20)
     actor_id = models.BigIntegerField(null=True, blank=True)  # a global user's id
     api_key_id = models.BigIntegerField(null=True, blank=True)
     action = models.CharField(max_length=20, choices=Action.choices)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.core.cache import cache
 
 from .models import Plan
@@ -52,32 +54,35 @@ def plan_history(*, tenant_id: int):
     return PlanChange.objects.filter(tenant_id=tenant_id).select_related("from_plan", "to_plan")
 
 
+# Quota -> what the tenant uses of it now. The counts are the domain apps'
+# (documents, events, seats, keys), a tier above billing, so each app
+# registers its meter in its AppConfig.ready() instead of billing importing it.
+_usage_meters: dict[str, Callable[[object], int]] = {}
+
+
+def usage_meter_register(quota: str, meter: Callable[[object], int]) -> None:
+    """``meter(tenant)`` counts the tenant's use of ``quota`` (a tenant is active)."""
+    _usage_meters[quota] = meter
+
+
 def usage_summary(*, tenant) -> dict:
     """The tenant's plan and, per quota, what is used now against its limit
     (events count for the current calendar month). Cached per tenant for a
     minute; the writes that move a count drop the entry. The API's ``/usage``
     and the tenant admin's usage page both show this."""
-    from django.utils import timezone
-
-    from apps.accounts.selectors import api_keys_of_tenant, memberships_of_tenant
-    from apps.analytics.selectors import events_in_month
-    from apps.caching import tenant_cache
-    from apps.content.selectors import document_count
+    from apps.tenancy import tenant_cache
 
     def compute() -> dict:
         plan = plan_of(tenant)
-        used = {
-            "documents": document_count(),
-            "events_per_month": events_in_month(timezone.now().date()),
-            "seats": memberships_of_tenant(tenant_id=tenant.pk).count(),
-            "api_keys": api_keys_of_tenant(tenant_id=tenant.pk).filter(revoked_at__isnull=True).count(),
-        }
         limits = {"documents": plan.max_documents, "events_per_month": plan.max_events_per_month,
                   "seats": plan.max_seats, "api_keys": plan.max_api_keys}
+        missing = sorted(set(limits) - set(_usage_meters))
+        if missing:
+            raise LookupError(f"no usage meter registered for {', '.join(missing)}")
         return {
             "plan": plan.code,
             "rate_limit_per_minute": plan.rate_limit_per_minute,
-            "quotas": {name: {"used": used[name], "limit": limits[name]} for name in limits},
+            "quotas": {name: {"used": _usage_meters[name](tenant), "limit": limits[name]} for name in limits},
         }
 
     return tenant_cache.get_or_compute("usage", "summary", compute, ttl=60)

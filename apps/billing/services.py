@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from apps.caching import tenant_cache
 from apps.http.errors import QuotaExceeded
+from apps.tenancy import tenant_cache
 from apps.tenancy.models import Tenant
 
 from .models import QUOTA_FIELDS, Plan, PlanChange
@@ -61,10 +63,12 @@ def quota_enforce(*, tenant: Tenant, quota: str, used: int, adding: int = 1) -> 
     )
 
 
-def quota_warn_if_crossed(*, tenant: Tenant, quota: str, before: int, after: int, ratio: float) -> bool:
-    """Email the owners (through the tenant outbox, in the caller's
-    transaction) when usage goes from below ``ratio`` of the limit to at or above it."""
-    from apps.accounts.selectors import owner_emails
+def quota_warn_if_crossed(*, tenant: Tenant, quota: str, before: int, after: int, ratio: float,
+                          recipients: Callable[[], list[str]]) -> bool:
+    """Email ``recipients()`` (the owners, which the caller knows: billing
+    sits below accounts) through the tenant outbox, in the caller's
+    transaction, when usage goes from below ``ratio`` of the limit to at or
+    above it. ``recipients`` is called only then."""
     from apps.notifications.tasks import send_email
     from apps.outbox.services import tenant_outbox_enqueue
 
@@ -75,7 +79,7 @@ def quota_warn_if_crossed(*, tenant: Tenant, quota: str, before: int, after: int
         return False
     upgrade = Plan.objects.filter(rank__gt=plan.rank).order_by("rank").first()
     tenant_outbox_enqueue(send_email, kwargs={
-        "to": owner_emails(tenant_id=tenant.pk), "template": "quota_warning",
+        "to": recipients(), "template": "quota_warning",
         "context": {"tenant_name": tenant.name, "quota": quota.replace("_", " "), "used": after, "limit": limit,
                     "plan": plan.name, "percent": round(100 * after / limit),
                     "upgrade_plan": upgrade.name if upgrade else ""},

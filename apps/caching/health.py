@@ -42,6 +42,10 @@ within one interval; stale reads last until the first of the two.
 
 The state is per process (keyed by ``os.getpid()``): a forked child (gunicorn,
 Celery prefork) starts its own monitor thread instead of inheriting a dead one.
+
+Callers with a fallback of their own ask a second, simpler question here:
+did Redis fail in this process a moment ago (``suspect``, ``record_failure``,
+``record_success``; see "Failure pauses" below).
 """
 
 from __future__ import annotations
@@ -51,9 +55,10 @@ import os
 import threading
 import time
 
-import redis
 from django.conf import settings
 from redis.exceptions import RedisError
+
+from .connections import health_probe_client
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +111,7 @@ class RedisHealth:
                            "by some processes (keep interval + 2 x timeout <= request timeout)")
         # Its own client: the probe must not queue behind request traffic on
         # the shared pool, and its timeout is the shorter one.
-        self._client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        self._client = health_probe_client(url)
         self._script = self._client.register_script(GENERATION_SCRIPT)
 
     def start(self) -> None:
@@ -198,3 +203,46 @@ def report_failure() -> None:
     """A Redis call on the request path failed: bypass Redis until it answers
     again, and raise the generation before serving from it."""
     monitor().report_failure()
+
+
+# --- failure pauses -----------------------------------------------------------
+#
+# Callers that have a fallback of their own must not wait out a timeout on
+# every call while Redis hangs: the rate limiter and password attempts fall
+# back to this process's memory, task fairness runs tasks without a tenant
+# limit, the console's traffic flusher drops its counts. Each asks
+# ``suspect(within=its retry period)`` before calling Redis and skips Redis
+# (uses its fallback) while it is True; a hung Redis then costs one timeout
+# per process and period, not one per call. All of them share one record
+# per URL: a failure any of them saw pauses all of them, each for its own
+# period, and a success any of them saw ends the pause for all.
+#
+# Kept apart from the monitor above on purpose: the monitor decides whether
+# the cache may serve from Redis, its probe timeout is shorter than the
+# request path's, and every failure it is told of raises the cache
+# generation for all processes; a limiter or flusher failure must neither
+# cost the whole cache nor be paused at the probe's pace.
+#
+# Per process, with no lock: one dict operation is atomic under the GIL, and
+# a lock held by another thread at a fork would stay held in the child. A
+# forked child inherits its parent's recent failures, which hold for it too.
+
+_failed_at: dict[str, float] = {}  # URL -> time.monotonic() of its last failure with no success since
+
+
+def suspect(within: float, url: str | None = None) -> bool:
+    """Whether Redis at ``url`` (default REDIS_URL) failed in this process
+    less than ``within`` seconds ago with no success since; the caller then
+    uses its fallback without trying Redis."""
+    failed = _failed_at.get(url or settings.REDIS_URL)
+    return failed is not None and time.monotonic() < failed + within
+
+
+def record_failure(url: str | None = None) -> None:
+    """A call to Redis at ``url`` (default REDIS_URL) failed or timed out."""
+    _failed_at[url or settings.REDIS_URL] = time.monotonic()
+
+
+def record_success(url: str | None = None) -> None:
+    """A call to Redis at ``url`` (default REDIS_URL) was answered: no pause."""
+    _failed_at.pop(url or settings.REDIS_URL, None)

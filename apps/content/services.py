@@ -1,7 +1,7 @@
 """Writes to documents. Callers must have a tenant active.
 
 Each write is one transaction on the tenant's shard with its audit entry;
-the search index follows after commit.
+its "documents.changed" event (which search subscribes to) follows after commit.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 
+from apps.accounts.selectors import owner_emails
 from apps.audit.services import audit_record, audit_record_many, diff, snapshot
 from apps.billing.services import quota_enforce, quota_warn_if_crossed
-from apps.caching.tenant_cache import invalidate
 from apps.http.errors import NotFound, PreconditionFailed
-from apps.search.services import search_index_schedule
+from apps.outbox.services import tenant_event_emit
 from apps.tenancy.context import require_active_tenant
 from apps.tenancy.routers import tenant_write_alias
+from apps.tenancy.tenant_cache import invalidate
 
 from .models import AUDITED_FIELDS, Document
 
@@ -65,7 +66,7 @@ def _enforce_document_quota(adding: int) -> None:
     used = Document.objects.count()
     quota_enforce(tenant=tenant, quota="documents", used=used, adding=adding)
     quota_warn_if_crossed(tenant=tenant, quota="documents", before=used, after=used + adding,
-                          ratio=QUOTA_WARNING_RATIO)
+                          ratio=QUOTA_WARNING_RATIO, recipients=lambda: owner_emails(tenant_id=tenant.pk))
 
 
 def document_create(
@@ -77,7 +78,7 @@ def document_create(
         document = Document.objects.create(author_id=author_id, **values)
         audit_record(action="create", object_type="document", object_id=document.pk,
                      changes=diff({}, snapshot(document, AUDITED_FIELDS)))
-        search_index_schedule([document.pk])
+        documents_changed([document.pk])
         invalidate("documents", "usage")
     return document
 
@@ -105,7 +106,7 @@ def document_bulk_create(*, documents: list[DocumentInput], author_id: int | Non
         created = Document.objects.bulk_create(rows, batch_size=BULK_BATCH_SIZE)
         audit_record_many(action="create", object_type="document",
                           items=[(d.pk, diff({}, snapshot(d, AUDITED_FIELDS))) for d in created])
-        search_index_schedule([d.pk for d in created])
+        documents_changed([d.pk for d in created])
         invalidate("documents", "usage")
     return created
 
@@ -145,7 +146,7 @@ def document_update(*, document_id: int, expected_version: int | None, changes: 
         document.refresh_from_db()
         audit_record(action="update", object_type="document", object_id=document.pk,
                      changes=diff(before, snapshot(document, AUDITED_FIELDS)))
-        search_index_schedule([document.pk])
+        documents_changed([document.pk])
         invalidate("documents")
     return document
 
@@ -158,3 +159,10 @@ def document_delete(*, document_id: int, expected_version: int | None) -> None:
         audit_record(action="delete", object_type="document", object_id=document_id, changes=diff(before, {}))
         # The entry went with the row (cascade); nothing to index.
         invalidate("documents", "usage")
+
+
+def documents_changed(document_ids: list[int]) -> None:
+    """Announce, in the current transaction, that these documents changed
+    (created, updated or deleted): subscribers (the search index) follow
+    after commit."""
+    tenant_event_emit("documents.changed", args=[sorted(set(document_ids))])

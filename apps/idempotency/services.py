@@ -81,6 +81,33 @@ def run_idempotent(*, request, key: str, client: str, alias: str, handler: Calla
         return response
 
 
+FORM_FINGERPRINT = "form"
+
+
+def form_submission_claim(*, alias: str, client: str, key: str) -> bool:
+    """True the first time a form's one-off ``key`` is sent by ``client``
+    (within IDEMPOTENCY_KEY_SECONDS), False on a repeat: a reload, a double
+    click. For forms whose answer may be shown only once (a new API key):
+    no response is stored, so a repeat is answered by the caller, not replayed."""
+    if not key or len(key) > MAX_KEY_LENGTH:
+        return False
+    expired_before = timezone.now() - dt.timedelta(seconds=settings.IDEMPOTENCY_KEY_SECONDS)
+    with transaction.atomic(using=alias):
+        IdempotencyRecord.objects.using(alias).filter(client=client, key=key, created_at__lt=expired_before).delete()
+        try:
+            with transaction.atomic(using=alias):
+                IdempotencyRecord.objects.using(alias).create(client=client, key=key, fingerprint=FORM_FINGERPRINT,
+                                                              status_code=303)
+        except IntegrityError:
+            return False
+    return True
+
+
+def form_submission_release(*, alias: str, client: str, key: str) -> None:
+    """Forget a claimed key whose action was refused, so the corrected form can be sent."""
+    IdempotencyRecord.objects.using(alias).filter(client=client, key=key, fingerprint=FORM_FINGERPRINT).delete()
+
+
 def idempotency_purge_expired(*, alias: str) -> int:
     expired_before = timezone.now() - dt.timedelta(seconds=settings.IDEMPOTENCY_KEY_SECONDS)
     deleted, _ = IdempotencyRecord.objects.using(alias).filter(created_at__lt=expired_before).delete()

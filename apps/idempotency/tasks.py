@@ -11,7 +11,7 @@ def purge() -> int:
     """Hourly: drop Idempotency-Key records past their 24 hours, on every shard."""
     from django.db import connections
 
-    from apps.tenancy.migrations_runner import tenant_schemas_by_alias
+    from apps.tenancy.schemas import tenant_schemas_by_alias
 
     deleted = 0
     for alias, schemas in tenant_schemas_by_alias(planes.shard_aliases()).items():

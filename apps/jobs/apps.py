@@ -8,3 +8,8 @@ class JobsConfig(AppConfig):
     name = "apps.jobs"
     label = "jobs"
     verbose_name = "Jobs"
+
+    def ready(self) -> None:
+        # The cache's invalidation sweep is a beat task; caching (tier 0) has
+        # no task base, so the task lives here under its old name.
+        from . import cache_tasks  # noqa: F401

@@ -38,6 +38,7 @@ from apps.tenancy.context import NoActiveTenant, active_tenant
 
 from . import fairness
 from .errors import PermanentError, RetryLater
+from .redaction import redacted_repr
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +56,6 @@ FIRST_FAILURE_KEY = "jobs:first-failure:{}"
 class TenantBusy(RetryLater):
     """The tenant is being moved: its writes are frozen, or its schema is not
     (or no longer) where this attempt looked for it."""
-
-
-def redacted_repr(args=None, kwargs=None) -> tuple[str, str]:
-    """What a message shows of its arguments: how many, and the names."""
-    return f"(<{len(args or ())} args>)", "{" + ", ".join(f"'{name}': ..." for name in (kwargs or {})) + "}"
 
 
 def _missing_relation(exc: BaseException) -> bool:
@@ -103,11 +99,17 @@ class PlatformTask(Task):
             if tenant is None:
                 raise NoActiveTenant(f"{self.name} is a tenant task; enqueue it with a tenant active.")
             headers.update(tenant_id=tenant.pk, tenant_slug=tenant.slug)
+        self.check_arguments(args, kwargs)
         argsrepr, kwargsrepr = redacted_repr(args, kwargs)
         options.setdefault("argsrepr", argsrepr)
         options.setdefault("kwargsrepr", kwargsrepr)
         return super().apply_async(args, kwargs, task_id=task_id, producer=producer, link=link,
                                    link_error=link_error, shadow=shadow, headers=headers, **options)
+
+    def check_arguments(self, args, kwargs) -> None:
+        """Hook: raise ValueError for arguments this task must never be queued
+        with. Runs where the message is made (``apply_async`` and the outbox's
+        ``enqueue``), so a bad message fails its sender, not a worker later."""
 
     # --- worker side -----------------------------------------------------
 

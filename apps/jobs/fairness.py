@@ -51,6 +51,9 @@ from dataclasses import dataclass
 from celery import current_app
 from django.conf import settings
 
+from apps.caching import health
+from apps.caching.flushers import Flusher
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_LEASE_SECONDS = 30.0
@@ -141,10 +144,10 @@ def lease_seconds() -> float:
     return float(current_app.conf.get("fairness_lease_seconds") or DEFAULT_LEASE_SECONDS)
 
 
-def _client():
+def _client(url: str | None = None):
     from apps.caching.connections import redis_client
 
-    return redis_client()
+    return redis_client(url)
 
 
 # --- the plan's limit -----------------------------------------------------
@@ -172,37 +175,34 @@ def tenant_limit(tenant_id: int) -> int:
 
 _held: dict[tuple[str, str], float] = {}  # (slots key, task id) -> lease seconds
 _held_lock = threading.Lock()
-_renewer: threading.Thread | None = None
 
 
-def _renew_forever() -> None:
-    while True:
+def _renew() -> None:
+    with _held_lock:
+        held = list(_held)
+    if not held:
+        return
+    try:
         lease = lease_seconds()
-        time.sleep(lease / 3)
-        with _held_lock:
-            held = list(_held)
-        if not held:
-            continue
-        try:
-            deadline = time.time() + lease
-            pipe = _client().pipeline(transaction=False)
-            for key, task_id in held:
-                pipe.zadd(key, {task_id: deadline}, xx=True)
-                pipe.pexpire(key, int(lease * 1000) + 1000)
-            pipe.execute()
-        except Exception:  # the next round tries again; a lapse only lets one more task in
-            logger.warning("fairness lease renewal failed", exc_info=True)
+        deadline = time.time() + lease
+        pipe = _client().pipeline(transaction=False)
+        for key, task_id in held:
+            pipe.zadd(key, {task_id: deadline}, xx=True)
+            pipe.pexpire(key, int(lease * 1000) + 1000)
+        pipe.execute()
+    except Exception:  # the next round tries again; a lapse only lets one more task in
+        logger.warning("fairness lease renewal failed", exc_info=True)
+
+
+_renewer = Flusher("fairness-lease", _renew, lambda: lease_seconds() / 3)
 
 
 def _hold(key: str, task_id: str) -> None:
-    global _renewer
     with _held_lock:
         _held[(key, task_id)] = 1.0
-        # Started in the process that runs tasks (after a prefork fork, as
-        # threads do not survive one).
-        if _renewer is None or not _renewer.is_alive():
-            _renewer = threading.Thread(target=_renew_forever, name="fairness-lease", daemon=True)
-            _renewer.start()
+    # Started in the process that runs tasks (again after a prefork fork, as
+    # threads do not survive one).
+    _renewer.ensure_started()
 
 
 def _unhold(key: str, task_id: str) -> None:
@@ -213,10 +213,10 @@ def _unhold(key: str, task_id: str) -> None:
 # --- acquire / release ------------------------------------------------------
 
 
-# After Redis fails, this process runs tasks unlimited for a while instead
-# of waiting out a timeout (REDIS_TIMEOUT_SECONDS) on every message.
+# After Redis fails (here or for another caller in this process,
+# ``apps.caching.health``), this process runs tasks unlimited for a while
+# instead of waiting out a timeout (REDIS_TIMEOUT_SECONDS) on every message.
 REDIS_RETRY_SECONDS = 5.0
-_redis_down_until = 0.0
 
 
 class FairnessUnavailable(Exception):
@@ -224,17 +224,19 @@ class FairnessUnavailable(Exception):
 
 
 def _try(*, queue: str, tenant_id, task_id: str, limit: int | None, message: dict) -> int:
-    global _redis_down_until
-    if time.monotonic() < _redis_down_until:
+    url = settings.REDIS_URL
+    if health.suspect(REDIS_RETRY_SECONDS, url):
         raise FairnessUnavailable("Redis failed recently")
     slots, parked = _keys(queue, tenant_id)
     try:
-        return _client().eval(_ACQUIRE, 4, slots, parked, _registry_key(), _limit_key(tenant_id), time.time(),
-                              lease_seconds(), "" if limit is None else limit, task_id,
-                              json.dumps(message, default=str))
+        outcome = _client(url).eval(_ACQUIRE, 4, slots, parked, _registry_key(), _limit_key(tenant_id), time.time(),
+                                 lease_seconds(), "" if limit is None else limit, task_id,
+                                 json.dumps(message, default=str))
     except Exception:
-        _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        health.record_failure(url)
         raise
+    health.record_success(url)
+    return outcome
 
 
 def acquire(task, *, tenant_id: int) -> Slot | None | bool:
@@ -324,15 +326,16 @@ def release(slot: Slot) -> int:
 
 
 def _wake(slots: str, parked: str, limit: int, task_id: str = "") -> int:
-    global _redis_down_until
-    if time.monotonic() < _redis_down_until:
+    url = settings.REDIS_URL
+    if health.suspect(REDIS_RETRY_SECONDS, url):
         return 0  # the slot lapses with its lease; the sweep wakes what it held back
     try:
-        messages = _client().eval(_RELEASE, 3, slots, parked, _republishing_key(), time.time(), limit, task_id)
+        messages = _client(url).eval(_RELEASE, 3, slots, parked, _republishing_key(), time.time(), limit, task_id)
     except Exception:
-        _redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+        health.record_failure(url)
         logger.warning("fairness: Redis unavailable at release; the slot lapses with its lease", exc_info=True)
         return 0
+    health.record_success(url)
     for raw in messages:
         try:
             _republish(raw)

@@ -11,7 +11,7 @@ worker or beat shows as a missing scrape target.
 
 Every message also gets a ``sent_at`` header (epoch seconds) when it is
 published, from the web, a worker or the outbox relay: the queue collector
-(apps/observability/collectors.py) reads it off the oldest waiting message
+(apps/ops/collectors.py) reads it off the oldest waiting message
 to report how long that has waited.
 
 This module imports no prometheus_client at import time: it is imported by

@@ -38,6 +38,8 @@ from django.utils import timezone
 from apps.observability import tracing
 from apps.observability.context import request_id_var, user_var
 
+from .redaction import redacted_repr
+
 logger = logging.getLogger(__name__)
 
 CLAIM_SQL = """
@@ -73,7 +75,7 @@ _link = _BrokerLink()
 
 
 def _transport_options(timeout: float) -> dict:
-    from config.celery_app import app
+    from celery import current_app as app  # the project app (config loads it with Django)
 
     options = dict(app.conf.broker_transport_options or {})
     options["max_retries"] = 0  # kombu's connection retries: the sweep is the retry
@@ -86,7 +88,7 @@ def _transport_options(timeout: float) -> dict:
 
 
 def _producer():
-    from config.celery_app import app
+    from celery import current_app as app  # the project app (config loads it with Django)
 
     if _link.producer is not None and _link.broker_url != app.conf.broker_url:
         _drop_link()  # the app was pointed at another broker
@@ -114,12 +116,16 @@ def publish(message) -> None:
     A connection kept from earlier sends may have gone stale (the broker
     restarted): that case gets one fresh connection; anything else raises.
     """
-    from config.celery_app import app
+    from celery import current_app as app  # the project app (config loads it with Django)
 
     for fresh in (_link.producer is None, True):
         try:
+            # Names only on the message's argsrepr/kwargsrepr, which worker
+            # logs, events, `celery inspect` and Flower show (as apply_async does).
+            argsrepr, kwargsrepr = redacted_repr(message.args, message.kwargs)
             app.send_task(message.task_name, args=message.args, kwargs=message.kwargs, headers=message.headers,
-                          task_id=str(message.id), retry=False, producer=_producer())
+                          task_id=str(message.id), retry=False, producer=_producer(), argsrepr=argsrepr,
+                          kwargsrepr=kwargsrepr)
             return
         except Exception:
             _drop_link()
@@ -296,6 +302,9 @@ def enqueue(model, alias: str, task, *, args=(), kwargs=None, headers=None, tena
     send it once that transaction commits. A tenant outbox row is relayed
     with its ``tenant`` active: the relay runs after the request's tenant was
     deactivated, on another thread."""
+    check = getattr(task, "check_arguments", None)
+    if check is not None:
+        check(list(args), dict(kwargs or {}))  # refused here, in the sender's transaction
     all_headers = {"request_id": request_id_var.get(), "user_id": user_var.get(), **(headers or {})}
     if tracing.ENABLED:
         tracing.inject(all_headers)  # the relay publishes in this trace, later and on another thread

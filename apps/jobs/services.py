@@ -35,13 +35,16 @@ def dead_letter_record(*, task_name, task_id, args, kwargs, headers, queue, exce
 
 def dead_letter_replay(*, dead_letter: DeadLetter) -> str:
     """Send the task again, with its original tenant and arguments."""
-    from config.celery_app import app
+    from celery import current_app as app  # the project app (config loads it with Django)
 
     if dead_letter.status != DeadLetter.Status.DEAD:
         raise ValueError(f"dead letter {dead_letter.pk} is {dead_letter.status}, not dead")
+    from .redaction import redacted_repr
+
     options = {"queue": dead_letter.queue} if dead_letter.queue else {}
+    argsrepr, kwargsrepr = redacted_repr(dead_letter.args, dead_letter.kwargs)
     result = app.send_task(dead_letter.task_name, args=dead_letter.args, kwargs=dead_letter.kwargs,
-                           headers=dead_letter.headers, **options)
+                           headers=dead_letter.headers, argsrepr=argsrepr, kwargsrepr=kwargsrepr, **options)
     DeadLetter.objects.filter(pk=dead_letter.pk).update(
         status=DeadLetter.Status.REPLAYED, replayed_at=timezone.now(), replay_task_id=result.id
     )

@@ -23,7 +23,7 @@ trace_ids_var: contextvars.ContextVar[tuple[str, str] | None] = contextvars.Cont
 class Actor:
     """Who is acting: a user (session or user token), an API key, or the system."""
 
-    type: str  # "user" | "api_key" | "system"
+    type: str  # "user" | "api_key" | "system" | "support" | "operator"
     user_id: int | None = None
     api_key_id: int | None = None
 

@@ -6,7 +6,7 @@ apps/jobs/metrics.py). The breaker gauge keeps the latest value.
 
 Readings of shared state (queues, dead letters, outboxes, shards,
 partitions) are not kept in these files: they are taken at scrape time by the
-collectors in apps/observability/collectors.py.
+collectors in apps/ops/collectors.py.
 """
 
 from __future__ import annotations

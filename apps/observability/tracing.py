@@ -99,7 +99,7 @@ def install(span_processors, *, service_name: str, set_global: bool = False):
 
     # Right after the probes' middleware: /healthz, /readyz and /metrics
     # stay untraced (they are answered before it), every other request is.
-    probes = "apps.observability.middleware.OperationalEndpointsMiddleware"
+    probes = "apps.ops.endpoints.OperationalEndpointsMiddleware"
     position = settings.MIDDLEWARE.index(probes) + 1 if probes in settings.MIDDLEWARE else 0
     DjangoInstrumentor().instrument(tracer_provider=provider, middleware_position=position,
                                     request_hook=_request_started, response_hook=_request_finished)

@@ -20,6 +20,27 @@ def tenant_outbox_enqueue(task, *, args=(), kwargs=None) -> TenantOutboxMessage:
                           headers=headers, tenant=tenant)
 
 
+# Event name -> the tasks that handle it. A domain app announces a change
+# ("documents.changed") without importing the apps that react to it (search
+# sits a tier above content); each reacting app subscribes its task in its
+# AppConfig.ready(). One outbox row per subscriber, in the writer's transaction.
+_subscribers: dict[str, list] = {}
+
+
+def tenant_event_subscribe(event: str, task) -> None:
+    """Have ``task`` run, with the event's arguments, for every ``event``
+    emitted in a tenant (idempotent)."""
+    handlers = _subscribers.setdefault(event, [])
+    if all(handler.name != task.name for handler in handlers):
+        handlers.append(task)
+
+
+def tenant_event_emit(event: str, *, args=(), kwargs=None) -> list[TenantOutboxMessage]:
+    """Queue every subscriber of ``event`` in the active tenant's outbox (see
+    ``tenant_outbox_enqueue``): a rollback sends nothing, a commit is never lost."""
+    return [tenant_outbox_enqueue(task, args=args, kwargs=kwargs) for task in _subscribers.get(event, ())]
+
+
 def tenant_outbox_sweep() -> int:
     """Send the active tenant's rows that the after-commit relay could not."""
     return outbox.relay(TenantOutboxMessage, tenant_write_alias(), older_than=outbox.sweep_delay())

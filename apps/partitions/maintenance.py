@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from prometheus_client import Counter, Gauge
 
-from apps.tenancy.migrations_runner import tenant_schemas_by_alias
+from apps.tenancy.schemas import tenant_schemas_by_alias
 
 from . import partitions
 

@@ -174,40 +174,55 @@ def maintain(
     changes = PartitionChanges()
     oldest_kept = month_start(today, -retention_months) if retention_months is not None else None
     horizon = month_start(today, months_ahead)
+    recent = {month_start(today, offset) for offset in range(-months_back, months_ahead + 1)}
     for table in tables or tuple(settings.PARTITIONED_TABLES):
-        created_default = ensure_default_partition(cursor, schema, table, dry_run=dry_run)
-        if created_default:
-            changes.defaults_created.append(f"{schema}.{created_default}")
-        # Known to exist from here on, except in a dry run on a schema without one.
-        default = default_partition(cursor, schema, table) or default_partition_name(table)
-        waiting = {} if created_default else _months_in_default(
-            cursor, schema, default, _partition_key(cursor, schema, table))
-        wanted = {month_start(today, offset) for offset in range(-months_back, months_ahead + 1)}
-        wanted |= {m for m in waiting if m <= horizon and (oldest_kept is None or m >= oldest_kept)}
-        present = set(existing_partitions(cursor, schema, table))
-        for start in sorted(wanted):
-            name = partition_name(table, start)
-            if name in present:
-                continue
-            changes.created.append(f"{schema}.{name}")
-            rows = waiting.pop(start, 0)
-            if not dry_run:
-                rows = _attach_draining_default(cursor, schema, table, name, start, default)
-            if rows:
-                changes.moved[f"{schema}.{name}"] = rows
-        changes.default_rows[table] = sum(waiting.values())
-        if oldest_kept is None:
-            continue
-        for name in sorted(present):
-            match = _PARTITION_NAME.match(name)
-            if not match or match["table"] != table:
-                continue
-            if dt.date(int(match["year"]), int(match["month"]), 1) < oldest_kept:
-                changes.dropped.append(f"{schema}.{name}")
-                if not dry_run:
-                    cursor.execute(f"ALTER TABLE {q(schema)}.{q(table)} DETACH PARTITION {q(schema)}.{q(name)}")
-                    cursor.execute(f"DROP TABLE {q(schema)}.{q(name)}")
+        present = _make_months(cursor, schema, table, changes, recent=recent, horizon=horizon,
+                               oldest_kept=oldest_kept, dry_run=dry_run)
+        if oldest_kept is not None:
+            _drop_months_before(cursor, schema, table, present, oldest_kept, changes, dry_run=dry_run)
     return changes
+
+
+def _make_months(cursor, schema: str, table: str, changes: PartitionChanges, *, recent: set[dt.date],
+                 horizon: dt.date, oldest_kept: dt.date | None, dry_run: bool) -> set[str]:
+    """The DEFAULT partition when missing, the ``recent`` months, and every
+    month (up to ``horizon``, not past retention) that has rows waiting in the
+    DEFAULT partition, those rows moved in. Returns the partitions there were."""
+    created_default = ensure_default_partition(cursor, schema, table, dry_run=dry_run)
+    if created_default:
+        changes.defaults_created.append(f"{schema}.{created_default}")
+    # Known to exist from here on, except in a dry run on a schema without one.
+    default = default_partition(cursor, schema, table) or default_partition_name(table)
+    waiting = {} if created_default else _months_in_default(
+        cursor, schema, default, _partition_key(cursor, schema, table))
+    wanted = recent | {m for m in waiting if m <= horizon and (oldest_kept is None or m >= oldest_kept)}
+    present = set(existing_partitions(cursor, schema, table))
+    for start in sorted(wanted):
+        name = partition_name(table, start)
+        if name in present:
+            continue
+        changes.created.append(f"{schema}.{name}")
+        rows = waiting.pop(start, 0)
+        if not dry_run:
+            rows = _attach_draining_default(cursor, schema, table, name, start, default)
+        if rows:
+            changes.moved[f"{schema}.{name}"] = rows
+    changes.default_rows[table] = sum(waiting.values())
+    return present
+
+
+def _drop_months_before(cursor, schema: str, table: str, present: set[str], oldest_kept: dt.date,
+                        changes: PartitionChanges, *, dry_run: bool) -> None:
+    """Detach and drop ``table``'s month partitions wholly older than ``oldest_kept``."""
+    for name in sorted(present):
+        match = _PARTITION_NAME.match(name)
+        if not match or match["table"] != table:
+            continue
+        if dt.date(int(match["year"]), int(match["month"]), 1) < oldest_kept:
+            changes.dropped.append(f"{schema}.{name}")
+            if not dry_run:
+                cursor.execute(f"ALTER TABLE {q(schema)}.{q(table)} DETACH PARTITION {q(schema)}.{q(name)}")
+                cursor.execute(f"DROP TABLE {q(schema)}.{q(name)}")
 
 
 def create_first_partitions(table: str):

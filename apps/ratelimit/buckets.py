@@ -26,6 +26,7 @@ from typing import Protocol, TypeVar
 import redis
 from django.conf import settings
 
+from apps.caching import health
 from apps.caching.connections import redis_client
 
 T = TypeVar("T")
@@ -74,7 +75,7 @@ TOKEN_BUCKETS_SHA = hashlib.sha1(TOKEN_BUCKETS.encode()).hexdigest()
 
 class Piggyback(Protocol):
     """Commands sent in the same round trip as the rate-limit script (the
-    request's cached entry, ``apps.caching.tenant_cache.Prefetch``)."""
+    request's cached entry, ``apps.tenancy.tenant_cache.Prefetch``)."""
 
     def add(self, pipe) -> None: ...
 
@@ -178,24 +179,21 @@ class LocalBuckets:
 
 local_buckets = LocalBuckets()
 
-# Redis URL -> time.monotonic() before which this process does not try it
-# again. A Redis that hangs then costs one timeout per process and retry
-# period, not one per request.
-_redis_skip_until: dict[str, float] = {}
-
 
 def redis_or_local(remote: Callable[[str], T], local: Callable[[], T]) -> T:
     """``remote(redis_url)``, or ``local()`` when Redis fails (each call is
-    bounded by REDIS_TIMEOUT_SECONDS) or failed within the last
-    RATE_LIMIT_REDIS_RETRY_SECONDS."""
+    bounded by REDIS_TIMEOUT_SECONDS) or failed in this process within the
+    last RATE_LIMIT_REDIS_RETRY_SECONDS (``apps.caching.health.suspect``):
+    a Redis that hangs then costs one timeout per process and retry period,
+    not one per request."""
     url = settings.REDIS_URL
-    if time.monotonic() >= _redis_skip_until.get(url, 0.0):
+    if not health.suspect(settings.RATE_LIMIT_REDIS_RETRY_SECONDS, url):
         try:
             result = remote(url)
         except redis.exceptions.RedisError:
-            _redis_skip_until[url] = time.monotonic() + settings.RATE_LIMIT_REDIS_RETRY_SECONDS
+            health.record_failure(url)
         else:
-            _redis_skip_until.pop(url, None)
+            health.record_success(url)
             return result
     return local()
 

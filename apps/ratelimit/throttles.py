@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
-from apps.caching import tenant_cache
 from apps.observability import metrics
+from apps.tenancy import tenant_cache
 
 from . import buckets
 from .clients import address_key

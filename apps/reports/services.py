@@ -80,8 +80,13 @@ DOWNLOAD_SALT = "reports.download"
 
 def download_url(tenant, export: ExportRequest, *, absolute: bool = False) -> str:
     """A URL that downloads the file without other credentials until it expires."""
-    token = signing.dumps({"t": tenant.pk, "e": str(export.pk)}, salt=DOWNLOAD_SALT)
-    path = f"/api/v1/exports/{export.pk}/download?token={token}"
+    return download_url_for(tenant, export.pk, absolute=absolute)
+
+
+def download_url_for(tenant, export_id, *, absolute: bool = False) -> str:
+    """``download_url`` from the export's id (the email worker has no tenant schema at hand)."""
+    token = signing.dumps({"t": tenant.pk, "e": str(export_id)}, salt=DOWNLOAD_SALT)
+    path = f"/api/v1/exports/{export_id}/download?token={token}"
     if absolute:
         from apps.tenancy.links import tenant_url
 

@@ -9,8 +9,8 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from apps.analytics.models import Event
-from apps.content.models import Document
+from apps.analytics.selectors import event_list
+from apps.content.selectors import document_list
 from apps.jobs.base import TenantTask
 from apps.jobs.errors import PermanentError
 from apps.tenancy.context import require_active_tenant
@@ -21,21 +21,14 @@ from .models import ExportRequest
 
 
 def _rows(export: ExportRequest):
+    """The export's rows, filtered by the same selectors as the API's lists
+    (one home for each filter's rules, e.g. tags are matched lower-cased)."""
     filters = export.filters
     if export.kind == ExportRequest.Kind.DOCUMENTS:
-        documents = Document.objects.order_by("pk")
-        if filters.get("status"):
-            documents = documents.filter(status=filters["status"])
-        if filters.get("tag"):
-            documents = documents.filter(tags__contains=[filters["tag"]])
+        documents = document_list(status=filters.get("status") or None, tag=filters.get("tag") or None).order_by("pk")
         return documents.count(), documents.values_list(*DOCUMENT_COLUMNS).iterator(chunk_size=2000), DOCUMENT_COLUMNS
-    events = Event.objects.order_by("occurred_at", "pk")
-    if filters.get("type"):
-        events = events.filter(event_type=filters["type"])
-    if filters.get("since"):
-        events = events.filter(occurred_at__gte=filters["since"])
-    if filters.get("until"):
-        events = events.filter(occurred_at__lt=filters["until"])
+    events = event_list(event_type=filters.get("type") or None, since=filters.get("since") or None,
+                        until=filters.get("until") or None).order_by("occurred_at", "pk")
     return events.count(), events.values_list(*EVENT_COLUMNS).iterator(chunk_size=2000), EVENT_COLUMNS
 
 
@@ -43,21 +36,42 @@ class ExportTask(TenantTask):
     abstract = True
 
     def gave_up(self, exc, args, kwargs) -> None:
-        """Dead-lettered: the export says failed instead of running forever."""
+        """Dead-lettered: the export says failed instead of running forever,
+        and whoever asked for it is told by email (once per export)."""
         from .services import export_fail
 
         export_id = args[0] if args else (kwargs or {}).get("export_id")
-        export_fail(export_id=export_id, error=f"{type(exc).__name__}: {exc}")
+        with transaction.atomic(using=tenant_write_alias()):
+            export_fail(export_id=export_id, error=f"{type(exc).__name__}: {exc}")
+            export = ExportRequest.objects.using(tenant_write_alias()).filter(pk=export_id).first()
+            if export is not None:
+                _email_requester(export, "export_failed", {"kind": export.kind, "format": export.format})
+
+
+def _email_requester(export: ExportRequest, template: str, context: dict) -> None:
+    """Queue ``template`` to whoever asked for the export, in the tenant's
+    outbox. The message names the export; the email's link is made by the
+    worker that sends it (apps/reports/emails.py), never stored."""
+    from apps.accounts.selectors import user_emails
+    from apps.notifications.tasks import send_email
+    from apps.outbox.services import tenant_outbox_enqueue
+
+    recipient = user_emails(user_ids=[export.requested_by_id]).get(export.requested_by_id)
+    if not recipient:
+        return
+    tenant = require_active_tenant()
+    name = template.replace("_", "-")
+    tenant_outbox_enqueue(send_email, kwargs={
+        "to": [recipient], "template": template, "context": {"tenant_name": tenant.name, **context},
+        "refs": {"export_id": str(export.pk)}, "effect_key": f"{name}:{export.pk}",
+    })
 
 
 @shared_task(base=ExportTask, name="reports.run_export")
 def run_export(export_id: str) -> str:
     """Produce an export file. Idempotent: a finished export is not redone; an
     interrupted one starts over and overwrites its file."""
-    from apps.notifications.tasks import send_email
-    from apps.outbox.services import tenant_outbox_enqueue
-
-    from .services import ExportHeartbeat, download_url, export_start
+    from .services import ExportHeartbeat, export_start
 
     export = ExportRequest.objects.using(tenant_write_alias()).filter(pk=export_id).first()
     if export is None:
@@ -83,15 +97,7 @@ def run_export(export_id: str) -> str:
             status=ExportRequest.Status.DONE, rows_done=count, file_name=stored, finished_at=timezone.now()
         )
         if export.requested_by_id:
-            from apps.accounts.models import User
-
-            recipient = User.objects.filter(pk=export.requested_by_id).values_list("email", flat=True).first()
-            if recipient:
-                tenant_outbox_enqueue(send_email, kwargs={
-                    "to": [recipient], "template": "report_ready",
-                    "context": {"tenant_name": tenant.name, "kind": export.kind, "format": export.format,
-                                "rows": count, "url": download_url(tenant, export, absolute=True),
-                                "valid_hours": settings.EXPORT_DOWNLOAD_SECONDS // 3600},
-                    "effect_key": f"report-ready:{export.pk}",
-                })
+            _email_requester(export, "report_ready", {
+                "kind": export.kind, "format": export.format, "rows": count,
+                "valid_hours": settings.EXPORT_DOWNLOAD_SECONDS // 3600})
     return stored

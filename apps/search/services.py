@@ -36,17 +36,6 @@ def search_index_documents(document_ids: list[int]) -> int:
         return cursor.rowcount
 
 
-def search_index_schedule(document_ids: list[int]) -> None:
-    """Have the search workers (re)index these documents once the current
-    transaction commits: an outbox row in the same transaction, so a
-    rollback indexes nothing and a broker outage delays but never loses it."""
-    from apps.outbox.services import tenant_outbox_enqueue
-
-    from .tasks import index_documents
-
-    tenant_outbox_enqueue(index_documents, args=[sorted(set(document_ids))])
-
-
 def search_rebuild(*, batch_size: int = 500, restart: bool = False, progress=lambda done, total: None):
     """Rebuild the active tenant's index in batches, resumable from a checkpoint.
 

@@ -12,11 +12,11 @@ from django.db import OperationalError, ProgrammingError
 from django.http import HttpRequest, HttpResponse
 from django.urls import set_urlconf
 
-from apps.caching import local, pushed, tenant_cache, versioned
+from apps.caching import local, pushed, versioned
 from apps.http.problems import problem_response
 from apps.observability.context import tenant_var
 
-from . import planes, replicas
+from . import planes, replicas, tenant_cache
 from .activation import activate, deactivate
 from .context import pin_primary, primary_pinned, wrote_var
 from .selectors import resolve_host

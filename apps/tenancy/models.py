@@ -85,7 +85,7 @@ class Tenant(TenantMixin):
     shard = models.ForeignKey(Shard, on_delete=models.PROTECT, null=True, blank=True, related_name="tenants")
     # A write freeze is a lease, never a bare flag: writes answer 503 with
     # Retry-After until this deadline, which the live mover keeps pushing
-    # ahead (apps/tenancy/moves.py). A mover that dies stops renewing it, so
+    # ahead (apps/fleet/locks.py). A mover that dies stops renewing it, so
     # its tenant opens for writes again within MOVE_LEASE_SECONDS.
     writes_frozen_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -204,7 +204,7 @@ class Move(models.Model):
 class MigrationRun(models.Model):
     """One `manage.py migrate` over the tenant schemas, with its progress.
 
-    Written by the runner as schemas finish (apps/tenancy/migrations_runner.py)
+    Written by the runner as schemas finish (apps/fleet/migrations_runner.py)
     so that other code (the operator console, an alert) can read how far a
     fleet migration is without its terminal. ``shards`` holds per-shard
     counters: {alias: {total, behind, done, failed, retries, failures: {schema: error}}}.

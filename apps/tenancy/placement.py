@@ -1,7 +1,8 @@
-"""Where a new tenant goes: the shard with the most headroom.
+"""Where tenants go: a new tenant, a rebalance, a shard being drained.
 
-Policy. Over the shards that take new tenants (state active, weight > 0,
-connection configured in this process), with
+New tenants go to the shard with the most headroom. Over the shards that
+take new tenants (state active, weight > 0, connection configured in this
+process), with
 
     capacity(s) = weight(s) / sum of weights
     used(s)     = (tenants(s) + 1) / (sum of tenants + 1) * (1 - SIZE_SHARE)
@@ -21,7 +22,13 @@ size for disk and cache.
 So two shards of equal weight fill evenly, a shard of weight 200 takes
 about twice the tenants and data of one of weight 100, and a shard holding a
 few very large tenants gets new tenants only once the others have caught up
-in size. Placement never moves anyone: ``rebalance_shards`` does.
+in size.
+
+Rebalancing plans moves towards tenant counts proportional to weight (see
+``rebalance_plan``); draining a shard sends each of its tenants, largest
+first, to the receiving shard with the lowest count relative to weight (see
+``drain_plan``). This module only plans: moves are made by apps.fleet
+(``rebalance_shards``, the operator console).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from django.db import connections, models
 
 from . import planes
 from .models import Shard, Tenant
+from .selectors import shard_list_with_counts
 
 SIZE_SHARE = 0.5
 
@@ -88,3 +96,52 @@ def shard_for_new_tenant() -> Shard | None:
     ties = [load for load in loads if round(headroom(load, loads), 9) == round(headroom(best, loads), 9)
             and load.tenants == best.tenants]
     return min(ties, key=lambda load: load.shard.name).shard
+
+
+def rebalance_plan() -> list[tuple[str, str, str]]:
+    """Moves (tenant slug, from shard, to shard) that would even out the shards.
+
+    Targets are tenant counts proportional to weight over active shards; a
+    draining shard's target is zero, so its tenants are all planned away.
+    Read-only shards are left alone. Tenant count is the load measure here;
+    data size per tenant is the next refinement.
+    """
+    shards = [s for s in shard_list_with_counts() if s.state != Shard.State.READ_ONLY]
+    receiving = [s for s in shards if s.state == Shard.State.ACTIVE and s.weight > 0]
+    if not receiving:
+        return []
+    total = sum(s.tenant_count for s in shards)
+    weight_sum = sum(s.weight for s in receiving)
+    ideal = {s.name: (total * s.weight / weight_sum if s in receiving else 0.0) for s in shards}
+    count = {s.name: s.tenant_count for s in shards}
+    movable = {
+        s.name: list(Tenant.objects.filter(shard=s).order_by("-created_at").values_list("slug", flat=True))
+        for s in shards
+    }
+    moves = []
+    while True:
+        donor = max(shards, key=lambda s: (count[s.name] - ideal[s.name], s.name))
+        taker = min(receiving, key=lambda s: (count[s.name] - ideal[s.name], s.name))
+        surplus, deficit = count[donor.name] - ideal[donor.name], ideal[taker.name] - count[taker.name]
+        if donor.name == taker.name or not movable[donor.name] or surplus < 1 or surplus + deficit <= 1:
+            return moves
+        moves.append((movable[donor.name].pop(0), donor.name, taker.name))
+        count[donor.name] -= 1
+        count[taker.name] += 1
+
+
+def drain_plan(tenants: list[Tenant], targets: list[Shard]) -> list[tuple[Tenant, Shard]]:
+    """(tenant, target) for each of ``tenants``, the tenants of a shard being
+    drained, largest first: each to the least loaded of ``targets`` (tenant
+    count relative to weight, counting the moves planned before it; ties by
+    name). ``targets`` are the shards that may receive them, with
+    ``tenant_count`` annotated."""
+    if not targets:
+        return []
+    load = {s.pk: s.tenant_count for s in targets}
+    plan = []
+    for tenant in tenants:
+        target = min(targets, key=lambda s: ((load[s.pk] + 1) / s.weight, s.name))
+        load[target.pk] += 1
+        plan.append((tenant, target))
+    return plan

@@ -18,6 +18,7 @@ from django_tenants.postgresql_backend.base import _check_schema_name
 from django_tenants.utils import quote_schema_name
 
 from . import planes
+from .models import Tenant
 
 
 def schema_exists(alias: str, schema: str) -> bool:
@@ -30,6 +31,16 @@ def existing_schemas(alias: str, candidates: list[str]) -> set[str]:
     with connections[alias].cursor() as cursor:
         cursor.execute("SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)", [candidates])
         return {row[0] for row in cursor.fetchall()}
+
+
+def tenant_schemas_by_alias(aliases: list[str], only_schema: str | None = None) -> dict[str, list[str]]:
+    by_alias: dict[str, list[str]] = {alias: [] for alias in aliases}
+    tenants = Tenant.objects.filter(shard__alias__in=aliases).exclude(schema_name="public")
+    if only_schema:
+        tenants = tenants.filter(schema_name=only_schema)
+    for schema, alias in tenants.values_list("schema_name", "shard__alias").order_by("schema_name"):
+        by_alias[alias].append(schema)
+    return by_alias
 
 
 def create_schema(alias: str, schema: str) -> None:

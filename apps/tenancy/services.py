@@ -10,13 +10,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from apps.accounts.models import Membership
-from apps.accounts.services import membership_grant, normalize_email, user_ensure
-
-from . import moves, planes, schemas
-from .models import Domain, Move, Shard, Tenant, schema_name_for_slug, validate_slug
+from . import planes, schemas
+from .models import Domain, Shard, Tenant, schema_name_for_slug, validate_slug
 from .placement import shard_for_new_tenant
-from .tasks import run_move
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +27,36 @@ class ProvisionedTenant:
     admin_email: str
     admin_password: str | None  # set only when a new admin user was made
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class TenantOwner:
+    email: str
+    new_password: str | None  # set only when a new user was made
+
+
+class OwnerHooks:
+    """How a new tenant gets its owner: users and memberships are the
+    accounts app's (a tier above the tenancy core), so accounts registers
+    these in its AppConfig.ready() instead of tenancy importing accounts.
+
+    ``grant`` runs inside the control-plane transaction that registers the
+    tenant, so the owner commits or rolls back with the registry rows.
+    """
+
+    def normalize_email(self, email: str) -> str:
+        raise NotImplementedError("apps.accounts registers the tenant owner hooks")
+
+    def grant(self, *, tenant: Tenant, email: str, password: str | None) -> TenantOwner:
+        raise NotImplementedError("apps.accounts registers the tenant owner hooks")
+
+
+_owner_hooks = OwnerHooks()
+
+
+def owner_hooks_register(hooks: OwnerHooks) -> None:
+    global _owner_hooks
+    _owner_hooks = hooks
 
 
 def shard_register_configured() -> list[Shard]:
@@ -152,7 +178,7 @@ def tenant_create(
     domain = (domain or default_hostname(slug)).strip().lower()
     _validate_new_tenant(slug=slug, name=name, domain=domain)
     plan_row = _plan_for_new_tenant(plan)
-    admin_email = normalize_email(admin_email)
+    admin_email = _owner_hooks.normalize_email(admin_email)
 
     existing = Tenant.objects.filter(slug=slug).first()
     domain_row = Domain.objects.select_related("tenant").filter(domain=domain).first()
@@ -163,10 +189,8 @@ def tenant_create(
             raise ValidationError(
                 {"slug": f"The slug '{slug}' is taken by tenant '{existing.name}' ({existing.schema_name})."}
             )
-        owner = user_ensure(email=admin_email, password=admin_password)
-        if not Membership.objects.filter(user=owner.user, tenant=existing).exists():
-            membership_grant(user=owner.user, tenant_id=existing.pk, role=Membership.Role.OWNER)
-        return ProvisionedTenant(existing, domain, False, admin_email, owner.password if owner.created else None)
+        owner = _owner_hooks.grant(tenant=existing, email=admin_email, password=admin_password)
+        return ProvisionedTenant(existing, domain, False, admin_email, owner.new_password)
 
     started = time.perf_counter()
     target = shard_choose(name=shard)
@@ -186,8 +210,7 @@ def tenant_create(
                 tenant = Tenant(slug=slug, name=name.strip(), plan=plan_row, schema_name=schema, shard=target)
                 tenant.save()
                 Domain.objects.create(domain=domain, tenant=tenant, is_primary=True)
-                owner = user_ensure(email=admin_email, password=admin_password)
-                membership_grant(user=owner.user, tenant_id=tenant.pk, role=Membership.Role.OWNER)
+                owner = _owner_hooks.grant(tenant=tenant, email=admin_email, password=admin_password)
             registered = tenant
     except Exception:
         if registered is not None and not transaction.get_connection("default").in_atomic_block:
@@ -199,7 +222,7 @@ def tenant_create(
         "tenant provisioned",
         extra={"tenant_slug": slug, "schema": schema, "shard": target.name, "seconds": round(seconds, 3)},
     )
-    return ProvisionedTenant(tenant, domain, True, admin_email, owner.password if owner.created else None, seconds)
+    return ProvisionedTenant(tenant, domain, True, admin_email, owner.new_password, seconds)
 
 
 def tenant_set_status(*, tenant: Tenant, status: str) -> Tenant:
@@ -211,40 +234,3 @@ def tenant_set_status(*, tenant: Tenant, status: str) -> Tenant:
     tenant.status = status
     tenant.save(update_fields=["status", "updated_at"])
     return tenant
-
-
-def move_start(*, tenant: Tenant, target: Shard, actor: str, reason: str) -> Move:
-    """Record a move of ``tenant`` to ``target`` and hand it to a maintenance worker.
-
-    Validates first (ValidationError naming the field: same shard, target not
-    active or not configured, schema behind on migrations; MoveError when the
-    tenant already has an unfinished move). The Move row is created in phase
-    prepare and the task ``tenancy.run_move`` is sent once it is committed;
-    the worker takes the tenant's move lock and runs every phase. If the
-    worker dies, the recovery task (or ``move_tenant --resume``) settles the
-    move. Poll ``selectors.move_progress(move)`` for where it stands.
-    """
-    if not reason.strip():
-        raise ValidationError({"reason": "Say why the tenant moves (kept with the move)."})
-    tenant = Tenant.objects.select_related("shard").get(pk=tenant.pk)
-    moves.validate_move(tenant, target)
-    with transaction.atomic(using="default"):
-        move = moves.move_record(tenant=tenant, target=target, mover="queued")
-        move.requested_by, move.reason = actor[:200], reason.strip()
-        move.save(update_fields=["requested_by", "reason"])
-        transaction.on_commit(lambda: _enqueue_move(move, run_move), using="default")
-    logger.info("tenant move queued", extra={"tenant_slug": tenant.slug, "move": move.pk, "target": target.name,
-                                             "actor": actor, "reason": reason[:500]})
-    return move
-
-
-def _enqueue_move(move: Move, task) -> None:
-    """Send the move to a worker, once; a broker that does not answer is written
-    on the move (the console shows it) and the recovery task rolls the move
-    back after twice the lease, as for any mover that never ran."""
-    try:
-        # Named here rather than in CELERY_TASK_ROUTES: this is the task's one sender.
-        task.apply_async((move.pk,), queue="maintenance", retry=False)
-    except Exception as exc:  # the broker is down: say so on the record instead of failing the caller
-        logger.warning("could not queue a tenant move", extra={"move": move.pk, "error": str(exc)[:200]})
-        Move.objects.filter(pk=move.pk).update(error=f"could not queue the move: {type(exc).__name__}: {exc}"[:2000])

@@ -1,7 +1,7 @@
 """Test suite: the same real services as production, faster hashing."""
 
 from .base import *  # noqa: F403
-from .base import CACHES, LOG_LEVELS, env, env_bool, env_choice, env_float
+from .base import CACHES, LOG_LEVELS, env, env_bool, env_choice, env_float, env_int
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Each test run keeps its cache entries apart from a developer's running platform.
@@ -18,12 +18,15 @@ REPLICA_READS = env_bool("REPLICA_READS", False)
 PRIMARY_RECHECK_SECONDS = env_float("PRIMARY_RECHECK_SECONDS", 0, minimum=0, unit="seconds")
 
 # Messages sent by tests go to their own Redis database, never to a running
-# platform's queues; worker processes started by tests use the same.
+# platform's queues; worker processes started by tests use the same. bin/dev
+# gives each checkout's suite its own, so two checkouts' test runs do not
+# take each other's messages either (15 when started without it).
+TEST_BROKER_REDIS_DB = env_int("TEST_BROKER_REDIS_DB", 15, minimum=0)
 if not env("CELERY_BROKER_URL"):
     from urllib.parse import urlsplit, urlunsplit
 
     _broker = urlsplit(REDIS_URL)  # noqa: F405
-    CELERY_BROKER_URL = urlunsplit(_broker._replace(path="/15"))
+    CELERY_BROKER_URL = urlunsplit(_broker._replace(path=f"/{TEST_BROKER_REDIS_DB}"))
 BREAKER_NAMESPACE = env("BREAKER_NAMESPACE", "test-breaker")
 OPS_TOKEN = env("OPS_TOKEN", "test-ops-token")
 RATE_LIMIT_PREFIX = env("RATE_LIMIT_PREFIX", "test-rl")

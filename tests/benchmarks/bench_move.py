@@ -19,10 +19,10 @@ from django.conf import settings
 from django.db import connections
 
 from apps.content.models import Document
-from apps.tenancy import logical
+from apps.fleet import logical
+from apps.fleet.moves import tenant_move
 from apps.tenancy.activation import tenant_activated
 from apps.tenancy.models import Move, Shard, Tenant
-from apps.tenancy.moves import tenant_move
 from apps.tenancy.placement import schema_bytes
 from apps.tenancy.schemas import drop_schema
 from apps.tenancy.services import shard_register_configured, tenant_create

@@ -10,7 +10,6 @@ from apps.accounts import api_keys, selectors, services
 from apps.accounts.models import ApiKey, Invitation, Membership
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
-from apps.audit.services import audit_record
 from apps.http.errors import NotFound
 from apps.ratelimit import password_attempts
 
@@ -92,18 +91,13 @@ class MemberDetailApi(TenantAPIView):
     def patch(self, request, membership_id: int):
         data = validated(self.MemberRoleInput, request.data)
         membership = self._membership(request, membership_id)
-        before = membership.role
         services.membership_change_role(membership=membership, role=data["role"], acting_role=request.user.role)
-        audit_record(action="update", object_type="membership", object_id=membership.pk,
-                     changes={"role": [before, membership.role]})
         return Response(MemberOutput(membership).data)
 
     @extend_schema(responses={204: None}, operation_id="members_destroy")
     def delete(self, request, membership_id: int):
         membership = self._membership(request, membership_id)
         services.membership_remove(membership=membership, acting_role=request.user.role)
-        audit_record(action="delete", object_type="membership", object_id=membership_id,
-                     changes={"user_id": [membership.user_id, None], "role": [membership.role, None]})
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -137,8 +131,6 @@ class InvitationListCreateApi(TenantAPIView):
         data = validated(self.InvitationInput, request.data)
         created = services.invitation_create(tenant_id=request.tenant.pk, email=data["email"], role=data["role"],
                                              invited_by=request.user.user)
-        audit_record(action="create", object_type="invitation", object_id=created.invitation.pk,
-                     changes={"email": [None, created.invitation.email], "role": [None, created.invitation.role]})
         body = InvitationOutput(created.invitation).data
         body["token"] = created.token  # shown once
         return Response(body, status=status.HTTP_201_CREATED)

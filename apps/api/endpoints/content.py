@@ -16,10 +16,10 @@ from rest_framework.response import Response
 from apps.api.pagination import TenantCursorPagination, paginated
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView
-from apps.caching import tenant_cache
 from apps.content import selectors, services
 from apps.content.models import Document
 from apps.http.errors import NotFound, PreconditionFailed, PreconditionRequired
+from apps.tenancy import tenant_cache
 
 ORDERINGS = {"created_at", "-created_at", "updated_at", "-updated_at", "title", "-title"}
 

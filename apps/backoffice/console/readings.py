@@ -2,7 +2,7 @@
 
 The console does not query queues, shards, dead letters, outboxes and
 partitions its own way: it runs the Prometheus collectors of
-apps/observability/collectors.py (and shares their cached readings, so a
+apps/ops/collectors.py (and shares their cached readings, so a
 console refresh and a scrape cost one reading per METRICS_CACHE_SECONDS) and
 turns their metric families into rows. Each source runs in a thread of its
 own and the page waits at most CONSOLE_READ_TIMEOUT_SECONDS for all of them
@@ -93,7 +93,7 @@ def read_all(sources: dict[str, callable], timeout: float | None = None) -> dict
 
 def collector_source(name: str):
     """A source reading the platform collector ``name`` (shared with /metrics)."""
-    from apps.observability.collectors import PLATFORM_COLLECTORS
+    from apps.ops.collectors import PLATFORM_COLLECTORS
 
     collector = next(c for c in PLATFORM_COLLECTORS if c.name == name)
     return lambda: _families_to_reading(name, collector.collect())

@@ -11,6 +11,7 @@ from django.db import DatabaseError, connections, transaction
 from django.db.models import Count, Q
 
 from apps.jobs.models import DeadLetter
+from apps.tenancy import placement
 from apps.tenancy.models import Move, Shard, Tenant
 
 from ..models import OperatorAction
@@ -85,27 +86,18 @@ def target_shards(*, excluding: Shard | None = None) -> list[Shard]:
 
 
 def drain_plan(shard: Shard) -> list[tuple[Tenant, Shard]]:
-    """(tenant, target) for every tenant on ``shard``: each to the least
-    loaded receiving shard (tenant count relative to weight, counting the
-    moves planned before it), largest tenants first."""
+    """(tenant, target) for every tenant on ``shard``, largest first, by the
+    placement policy (apps.tenancy.placement.drain_plan)."""
     targets = target_shards(excluding=shard)
     if not targets:
         return []
-    load = {s.pk: s.tenant_count for s in targets}
     rows, _ = shard_tenants_by_size(shard)
-    plan = []
-    for row in rows:
-        target = min(targets, key=lambda s: ((load[s.pk] + 1) / s.weight, s.name))
-        load[target.pk] += 1
-        plan.append((row.tenant, target))
-    return plan
+    return placement.drain_plan([row.tenant for row in rows], targets)
 
 
 def rebalance_plan() -> list[tuple[Tenant, Shard, Shard]]:
-    """The registry's rebalance plan (apps.tenancy.selectors.rebalance_plan) as rows."""
-    from apps.tenancy.selectors import rebalance_plan as plan
-
-    moves = plan()
+    """The registry's rebalance plan (apps.tenancy.placement.rebalance_plan) as rows."""
+    moves = placement.rebalance_plan()
     tenants = {t.slug: t for t in console_tenants().filter(slug__in=[slug for slug, _, _ in moves])}
     shards = {s.name: s for s in Shard.objects.all()}
     return [(tenants[slug], shards[src], shards[dst]) for slug, src, dst in moves if slug in tenants]
@@ -114,15 +106,15 @@ def rebalance_plan() -> list[tuple[Tenant, Shard, Shard]]:
 def open_moves():
     """Moves not finished yet, newest first."""
     try:
-        from apps.tenancy.selectors import moves_in_progress
+        from apps.fleet.selectors import moves_in_progress
     except ImportError:  # pragma: no cover - older tenancy without the selector
         return Move.objects.filter(finished_at__isnull=True).select_related("tenant", "source", "target")
     return moves_in_progress()
 
 
 def progress_of(move: Move) -> dict:
-    """The move's progress (apps.tenancy.selectors.move_progress), JSON-ready."""
-    from apps.tenancy.selectors import move_progress
+    """The move's progress (apps.fleet.selectors.move_progress), JSON-ready."""
+    from apps.fleet.selectors import move_progress
 
     progress = dict(move_progress(move))
     for key, value in list(progress.items()):

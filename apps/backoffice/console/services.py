@@ -16,9 +16,9 @@ from collections.abc import Callable
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from apps.fleet.records import MoveError
 from apps.jobs.models import DeadLetter
 from apps.tenancy.models import Shard, Tenant
-from apps.tenancy.moves import MoveError
 
 from ..models import OperatorAction
 
@@ -109,8 +109,8 @@ def tenant_resume(*, tenant: Tenant, actor, reason: str) -> OperatorAction:
 
 
 def _start_move(*, tenant: Tenant, target: Shard, actor, reason: str) -> int:
-    """One move through the tenancy service (a Move row and a ``tenancy.run_move`` task)."""
-    from apps.tenancy.services import move_start
+    """One move through the fleet service (a Move row and a ``tenancy.run_move`` task)."""
+    from apps.fleet.services import move_start
 
     if tenant.shard_id == target.pk:
         raise ConsoleError(f"Tenant {tenant.slug} is on shard {target.name} already.")
@@ -217,7 +217,7 @@ def shard_drain(*, shard: Shard, actor, reason: str) -> OperatorAction:
 
 
 def shards_rebalance(*, actor, reason: str) -> OperatorAction:
-    """Start the moves of the rebalance plan (apps.tenancy.selectors.rebalance_plan)."""
+    """Start the moves of the rebalance plan (apps.tenancy.placement.rebalance_plan)."""
     from .selectors import rebalance_plan
 
     reason = clean_reason(reason)

@@ -14,9 +14,10 @@ it gathered every TRAFFIC_FLUSH_SECONDS in ONE pipelined Redis round trip
 
 Everything expires (buckets after an hour, errors after a day), so the
 memory is bounded by active tenants x minutes kept. The flush is time
-bounded (TRAFFIC_REDIS_TIMEOUT_SECONDS); after a Redis error the gathered
-counts are dropped and flushing pauses for TRAFFIC_RETRY_SECONDS (the
-figures then undercount, which the tenant page says).
+bounded (TRAFFIC_REDIS_TIMEOUT_SECONDS); after a Redis error (this
+flusher's or another caller's in the process, ``apps.caching.health``) the
+gathered counts are dropped and flushing pauses for TRAFFIC_RETRY_SECONDS
+(the figures then undercount, which the tenant page says).
 
 Why not derive from the audit log: it records writes that succeeded, per
 tenant schema, not requests or errors.
@@ -26,14 +27,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import cache
 
 import redis
 from django.conf import settings
+
+from apps.caching import health
+from apps.caching.connections import traffic_client
+from apps.caching.flushers import Flusher
 
 logger = logging.getLogger(__name__)
 
@@ -43,21 +46,14 @@ ERRORS_TTL_SECONDS = 86400
 WINDOW_MINUTES = 15
 
 
-def _timeout() -> float:
-    return settings.TRAFFIC_REDIS_TIMEOUT_SECONDS
+def client(url: str | None = None) -> redis.Redis:
+    return traffic_client(url)
 
 
-def _retry_seconds() -> float:
-    return settings.TRAFFIC_RETRY_SECONDS
-
-
-@cache
-def _client(url: str, timeout: float) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout, retry_on_timeout=False)
-
-
-def client() -> redis.Redis:
-    return _client(settings.REDIS_URL, _timeout())
+def paused(url: str | None = None) -> bool:
+    """Whether flushing is paused: Redis failed in this process within the
+    last TRAFFIC_RETRY_SECONDS."""
+    return health.suspect(settings.TRAFFIC_RETRY_SECONDS, url)
 
 
 def _prefix() -> str:
@@ -80,24 +76,6 @@ def errors_key(tenant_id: int) -> str:
     return f"{_prefix()}:errors:{tenant_id}"
 
 
-class _Pause:
-    """After a failure, stop calling Redis for a while."""
-
-    def __init__(self):
-        self.until = 0.0
-        self.lock = threading.Lock()
-
-    def active(self) -> bool:
-        return time.monotonic() < self.until
-
-    def start(self) -> None:
-        with self.lock:
-            self.until = time.monotonic() + _retry_seconds()
-
-
-pause = _Pause()
-
-
 class _Buffer:
     """Counts gathered in this process and written to Redis by one flusher
     thread every TRAFFIC_FLUSH_SECONDS, in one pipelined round trip for all
@@ -109,8 +87,6 @@ class _Buffer:
         self.lock = threading.Lock()
         self.buckets: dict[tuple[int, int], list[float]] = {}  # (tenant, minute) -> [requests, 4xx, 5xx, ms]
         self.errors: list[tuple[int, str]] = []
-        self.thread: threading.Thread | None = None
-        self.pid = 0
 
     def add(self, tenant_id: int, minute: int, status: int, duration_ms: float, error: str | None) -> None:
         with self.lock:
@@ -123,20 +99,8 @@ class _Buffer:
             counts[3] += duration_ms
             if error is not None and len(self.errors) < ERRORS_KEPT * 50:
                 self.errors.append((tenant_id, error))
-            self._ensure_flusher()
-
-    def _ensure_flusher(self) -> None:
         # One flusher per process; a forked child (gunicorn worker) starts its own.
-        if self.thread is not None and self.thread.is_alive() and self.pid == os.getpid():
-            return
-        self.pid = os.getpid()
-        self.thread = threading.Thread(target=self._run, name="tenant-traffic-flusher", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(settings.TRAFFIC_FLUSH_SECONDS)
-            flush()
+        flusher.ensure_started()
 
     def take(self) -> tuple[dict[tuple[int, int], list[float]], list[tuple[int, str]]]:
         with self.lock:
@@ -153,12 +117,13 @@ def flush() -> bool:
     error they are dropped (the console then undercounts, as it says) and
     writing pauses for TRAFFIC_RETRY_SECONDS."""
     buckets, errors = buffer.take()
-    if pause.active():
+    url = settings.REDIS_URL
+    if paused(url):
         return False
     if not buckets and not errors:
         return True
     try:
-        pipe = client().pipeline(transaction=False)
+        pipe = client(url).pipeline(transaction=False)
         tops: dict[int, dict[str, float]] = {}
         for (tenant_id, minute), (requests, client_errors, server_errors, duration_ms) in buckets.items():
             key = bucket_key(tenant_id, minute)
@@ -180,11 +145,15 @@ def flush() -> bool:
             pipe.ltrim(errors_key(tenant_id), 0, ERRORS_KEPT - 1)
             pipe.expire(errors_key(tenant_id), ERRORS_TTL_SECONDS)
         pipe.execute()
-        return True
     except redis.RedisError as exc:
-        pause.start()
+        health.record_failure(url)
         logger.warning("tenant traffic not counted", extra={"error": str(exc)[:200]})
         return False
+    health.record_success(url)
+    return True
+
+
+flusher = Flusher("tenant-traffic-flusher", flush, lambda: settings.TRAFFIC_FLUSH_SECONDS)
 
 
 def record(*, tenant_id: int, status: int, duration_ms: float, method: str = "", path: str = "",

@@ -32,3 +32,12 @@ def percent(value) -> str:
     if value is None:
         return ""
     return f"{float(value) * 100:.1f} %"
+
+
+@register.filter
+def redacted(text) -> str:
+    """Task failure text with anything that looks like a credential or a
+    link carrying one replaced (apps/jobs/redaction.py)."""
+    from apps.jobs.redaction import redact_text
+
+    return redact_text(str(text or ""))

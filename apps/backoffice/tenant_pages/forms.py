@@ -4,6 +4,7 @@ services check the rules."""
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 from django import forms
 
@@ -28,6 +29,13 @@ class ApiKeyForm(forms.Form):
     name = forms.CharField(max_length=100, label="Name")
     scopes = forms.MultipleChoiceField(choices=ApiKey.Scope.choices, widget=forms.CheckboxSelectMultiple,
                                        label="Scopes", initial=[ApiKey.Scope.READ])
+    # One-off per rendered form: sending it again (a reload of the page that
+    # showed the new key) creates nothing (see api_keys.api_key_create).
+    submission = forms.CharField(widget=forms.HiddenInput, max_length=64, label="Form")
+
+    @classmethod
+    def fresh(cls) -> ApiKeyForm:
+        return cls(initial={"submission": secrets.token_urlsafe(18)})
 
 
 class AuditFilterForm(forms.Form):

@@ -1,8 +1,7 @@
 """Members and invitations: list, change a role, remove, invite, revoke.
 
-The API writes these audit rows in its views (the accounts services live in
-the control plane, the audit log in the tenant's schema); the pages write the
-same rows, of the same shape, with the same service calls (``_audited_*``).
+The accounts services write the tenant's audit rows themselves, in their
+transaction, so these pages, the API and the operator admin record the same.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ from django.contrib import messages
 from django.views.decorators.http import require_POST
 
 from apps.accounts import selectors, services
-from apps.audit.services import audit_record
+from apps.accounts.pages import with_article
 
 from .common import REFUSALS, acting_role, back_to, form_error_text, perform, refusal_text, render_page
 from .forms import InviteForm, RoleForm
@@ -32,27 +31,9 @@ def _membership(request, membership_id: int):
     return selectors.memberships_of_tenant(tenant_id=request.tenant.pk).filter(pk=membership_id).first()
 
 
-def _audited_role_change(membership, role: str, acting: str | None):
-    before = membership.role
-    services.membership_change_role(membership=membership, role=role, acting_role=acting)
-    audit_record(action="update", object_type="membership", object_id=membership.pk,
-                 changes={"role": [before, membership.role]})
-    return membership
-
-
-def _audited_removal(membership, acting: str | None):
-    membership_id = membership.pk  # gone from the instance once deleted
+def _removal(membership, acting: str | None):
     services.membership_remove(membership=membership, acting_role=acting)
-    audit_record(action="delete", object_type="membership", object_id=membership_id,
-                 changes={"user_id": [membership.user_id, None], "role": [membership.role, None]})
     return membership
-
-
-def _audited_revocation(tenant_id: int, invitation_id: int):
-    invitation = services.invitation_revoke(tenant_id=tenant_id, invitation_id=invitation_id)
-    audit_record(action="delete", object_type="invitation", object_id=invitation_id,
-                 changes={"email": [invitation.email, None], "role": [invitation.role, None]})
-    return invitation
 
 
 NOT_A_MEMBER = "That member is not in this organisation."
@@ -66,8 +47,9 @@ def member_role(request, membership_id: int, *, site):
         error = NOT_A_MEMBER if membership is None else form_error_text(form)
         return back_to(site, "tenant-members", request=request, error=error)
     return perform(request, site, "tenant-members",
-                   lambda: _audited_role_change(membership, form.cleaned_data["role"], acting_role(request)),
-                   lambda m: f"{m.user.email} is now {m.get_role_display().lower()}.")
+                   lambda: services.membership_change_role(membership=membership, role=form.cleaned_data["role"],
+                                                           acting_role=acting_role(request)),
+                   lambda m: f"{m.user.email} is now {with_article(m.get_role_display().lower())}.")
 
 
 @require_POST
@@ -75,7 +57,7 @@ def member_remove(request, membership_id: int, *, site):
     membership = _membership(request, membership_id)
     if membership is None:
         return back_to(site, "tenant-members", request=request, error=NOT_A_MEMBER)
-    return perform(request, site, "tenant-members", lambda: _audited_removal(membership, acting_role(request)),
+    return perform(request, site, "tenant-members", lambda: _removal(membership, acting_role(request)),
                    lambda m: f"{m.user.email} was removed from this organisation.")
 
 
@@ -89,8 +71,6 @@ def invite(request, *, site):
         created = services.invitation_create(tenant_id=request.tenant.pk, email=form.cleaned_data["email"],
                                              role=form.cleaned_data["role"], invited_by=request.user)
         invitation = created.invitation
-        audit_record(action="create", object_type="invitation", object_id=invitation.pk,
-                     changes={"email": [None, invitation.email], "role": [None, invitation.role]})
     except REFUSALS as exc:
         # Rendered, not redirected: the form keeps what was typed.
         messages.error(request, refusal_text(exc))
@@ -101,5 +81,6 @@ def invite(request, *, site):
 
 @require_POST
 def invitation_revoke(request, invitation_id: int, *, site):
-    return perform(request, site, "tenant-members", lambda: _audited_revocation(request.tenant.pk, invitation_id),
+    return perform(request, site, "tenant-members",
+                   lambda: services.invitation_revoke(tenant_id=request.tenant.pk, invitation_id=invitation_id),
                    lambda i: f"The invitation to {i.email} was withdrawn.")

@@ -57,6 +57,14 @@ def text(response) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).replace("&#x27;", "'").replace("&amp;", "&")
 
 
+def key_form(client: Client, **data) -> dict:
+    """The API key form's fields as the page renders them (with its one-off
+    submission key), then ``data``."""
+    page = client.get("/admin/api-keys/").content.decode()
+    submission = re.search(r'name="submission" value="([^"]+)"', page).group(1)
+    return {"submission": submission, **data}
+
+
 def messages_of(response) -> list[str]:
     return [str(m) for m in response.context["messages"]] if response.context else []
 
@@ -168,7 +176,7 @@ def test_a_pending_invitation_is_revoked_and_its_token_stops_working(alpha, alph
     assert messages_of(response) == ["The invitation to later@people.test was withdrawn."]
     assert "No pending invitations." in text(response)
     assert not Invitation.objects.filter(pk=created.invitation.pk).exists()
-    assert [e.action for e in audit_of(alpha, object_type="invitation")] == ["delete"]
+    assert [e.action for e in audit_of(alpha, object_type="invitation")] == ["delete", "create"]
     again = post(alpha_owner, f"invitations/{created.invitation.pk}/revoke/")
     assert messages_of(again) == ["No open invitation by that id in this tenant."]
 
@@ -177,7 +185,7 @@ def test_an_owner_changes_a_role_and_removes_a_member(alpha, alpha_owner):
     member = person(alpha, "member")
     membership = Membership.objects.get(user=member, tenant_id=alpha.pk)
     response = post(alpha_owner, f"members/{membership.pk}/role/", {"role": "admin"})
-    assert messages_of(response) == [f"{member.email} is now admin."]
+    assert messages_of(response) == [f"{member.email} is now an admin."]
     assert f"{member.email} Admin" in text(response)
     [entry] = audit_of(alpha, object_type="membership", object_id=str(membership.pk))
     assert entry.changes == {"role": ["member", "admin"]}
@@ -199,7 +207,7 @@ def test_owner_rules_are_the_services_and_their_refusals_are_shown(alpha, owner,
     assert messages_of(post(as_admin, f"members/{owner_row.pk}/remove/")) == [refusal]
     assert messages_of(post(as_admin, f"members/{owner_row.pk}/role/", {"role": "viewer"})) == [refusal]
     # An admin may still manage non-owners.
-    assert messages_of(post(as_admin, f"members/{member.pk}/role/", {"role": "viewer"}))[0].endswith("is now viewer.")
+    assert messages_of(post(as_admin, f"members/{member.pk}/role/", {"role": "viewer"}))[0].endswith("is now a viewer.")
     # The last owner cannot step down, even by their own hand.
     first_owner = Membership.objects.get(user__email="owner@alpha.test", tenant_id=alpha.pk)
     post(alpha_owner, f"members/{first_owner.pk}/remove/")
@@ -214,7 +222,8 @@ def test_owner_rules_are_the_services_and_their_refusals_are_shown(alpha, owner,
 
 
 def test_an_api_key_is_shown_once_works_and_stops_working_when_revoked(alpha, owner, alpha_owner):
-    response = post(alpha_owner, "api-keys/create/", {"name": "CI deploys", "scopes": ["read", "write"]})
+    form = key_form(alpha_owner, name="CI deploys", scopes=["read", "write"])
+    response = post(alpha_owner, "api-keys/create/", form)
     assert response.status_code == 200
     secret = re.search(r'<code id="new-api-key-value">([^<]+)</code>', response.content.decode()).group(1)
     assert "shown this once and never again" in text(response)
@@ -246,7 +255,7 @@ def test_an_api_key_is_shown_once_works_and_stops_working_when_revoked(alpha, ow
     ({"name": "n" * 101, "scopes": ["read"]}, "Name: Ensure this value has at most 100 characters (it has 101)."),
 ])
 def test_a_bad_api_key_request_is_refused_with_a_message(alpha, alpha_owner, data, message):
-    response = post(alpha_owner, "api-keys/create/", data)
+    response = post(alpha_owner, "api-keys/create/", key_form(alpha_owner, **data))
     assert response.status_code == 400 and messages_of(response) == [message]
     assert "new-api-key-value" not in response.content.decode()
     assert not ApiKey.objects.filter(tenant_id=alpha.pk).exists()
@@ -258,10 +267,31 @@ def test_the_plan_quota_on_api_keys_is_enforced_with_a_message(alpha, owner, alp
     limit = plan_of(alpha).max_api_keys
     for n in range(limit):
         api_key_create(tenant_id=alpha.pk, name=f"k{n}", scopes=["read"], created_by=owner)
-    response = post(alpha_owner, "api-keys/create/", {"name": "one too many", "scopes": ["read"]})
+    form = key_form(alpha_owner, name="one too many", scopes=["read"])
+    response = post(alpha_owner, "api-keys/create/", form)
     assert response.status_code == 400
     assert f"allows {limit:,} api keys; this would make {limit + 1:,}" in messages_of(response)[0]
     assert not ApiKey.objects.filter(name="one too many").exists()
+    # Refused, so the same form may be sent again once there is room.
+    ApiKey.objects.filter(tenant_id=alpha.pk, name="k0").delete()
+    assert post(alpha_owner, "api-keys/create/", form).status_code == 200
+    assert ApiKey.objects.filter(name="one too many").count() == 1
+
+
+def test_reloading_the_page_that_showed_a_new_key_creates_no_second_key(alpha, owner, alpha_owner):
+    form = key_form(alpha_owner, name="Reloaded", scopes=["read"])
+    first = post(alpha_owner, "api-keys/create/", form)
+    assert first.status_code == 200 and "new-api-key-value" in first.content.decode()
+    again = post(alpha_owner, "api-keys/create/", form, follow=False)  # the browser's reload sends it again
+    assert again.status_code == 302 and again["Location"] == "/admin/api-keys/"
+    listing = alpha_owner.get(again["Location"])
+    assert "That form was sent already" in " ".join(messages_of(listing))
+    assert "new-api-key-value" not in listing.content.decode()
+    assert ApiKey.objects.filter(tenant_id=alpha.pk, name="Reloaded").count() == 1
+    # A fresh form is a new request.
+    assert post(alpha_owner, "api-keys/create/", key_form(alpha_owner, name="Reloaded", scopes=["read"])) \
+        .status_code == 200
+    assert ApiKey.objects.filter(tenant_id=alpha.pk, name="Reloaded").count() == 2
 
 
 # --- audit log -----------------------------------------------------------------
@@ -451,7 +481,7 @@ def test_an_operator_under_a_support_grant_acts_as_an_admin_and_is_audited_as_su
     owner_row = Membership.objects.get(user__email="owner@alpha.test", tenant_id=alpha.pk)
     assert messages_of(post(client, f"members/{owner_row.pk}/remove/")) == [
         "Only an owner can grant, take away or remove the owner role."]
-    assert messages_of(post(client, f"members/{member.pk}/role/", {"role": "viewer"}))[0].endswith("is now viewer.")
+    assert messages_of(post(client, f"members/{member.pk}/role/", {"role": "viewer"}))[0].endswith("is now a viewer.")
     [entry] = audit_of(alpha, object_type="membership", object_id=str(member.pk))
     assert (entry.actor_type, entry.actor_id) == ("support", operator.pk)
     assert browser_for(beta, operator).get("/admin/members/").status_code == 302  # no grant there

@@ -119,6 +119,7 @@ def test_a_lost_push_connection_stops_holding_and_comes_back(alpha):
     assert held(key) == version
 
 
+@pytest.mark.live
 def test_a_flush_drops_everything_held(alpha):
     live_watch()
     key = hostname_version_key(host(alpha))
@@ -140,6 +141,7 @@ def test_a_flush_drops_everything_held(alpha):
             assert watch is pushed.watch()
 
 
+@pytest.mark.live
 def test_a_paused_redis_means_nothing_held_is_used(alpha, settings):
     with private_redis() as server, cache_on(settings, server.url):
         live_watch()

@@ -10,12 +10,14 @@ import time
 
 import pytest
 
-from apps.caching import health, tenant_cache, versioned
+from apps.caching import health, versioned
 from apps.caching.models import PendingInvalidation
+from apps.tenancy import tenant_cache
 from apps.tenancy.activation import tenant_activated
 from tests.redis_faults import cache_on, private_redis
 
-pytestmark = pytest.mark.django_db
+# A private redis-server per test: the live lane.
+pytestmark = [pytest.mark.live, pytest.mark.django_db]
 
 
 @pytest.fixture

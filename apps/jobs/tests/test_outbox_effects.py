@@ -68,6 +68,7 @@ def test_a_failed_runner_releases_its_claim_for_the_retry(effect_key):
     assert Effect.objects.get(key=effect_key).attempts == 2
 
 
+@pytest.mark.live
 def test_a_long_effect_keeps_its_claim_and_a_dead_runners_claim_lapses(effect_key, settings):
     """A runner process claims, holds the effect longer than the lease (its
     renewals keep others out), then is SIGKILLed: its claim lapses and a

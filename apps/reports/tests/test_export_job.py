@@ -53,6 +53,22 @@ def test_xlsx_export_and_event_filters(api, alpha, run_jobs):
     assert content[:2] == b"PK"  # an xlsx is a zip
 
 
+def test_an_export_filters_documents_as_the_list_does(api, alpha, run_jobs):
+    """A tag filter matches as the document list's does: tags are stored
+    lower-cased, so `Finance` and `finance` find the same documents."""
+    client = api(alpha, role="member")
+    client.post("documents/bulk", {"documents": [{"title": "ledger", "tags": ["Finance"]},
+                                                 {"title": "memo", "tags": ["ops"]}]})
+    listed = client.get("documents?tag=Finance").json()["results"]
+    assert [doc["title"] for doc in listed] == ["ledger"]
+    created = run_jobs(lambda: client.post("exports", {"kind": "documents", "format": "csv",
+                                                       "filters": {"tag": "Finance"}}))
+    status = client.get(created["Location"].removeprefix("/api/v1/")).json()
+    assert status["status"] == "done" and status["rows_total"] == 1
+    rows = list(csv.reader(io.StringIO(b"".join(client.client.get(status["download_url"]).streaming_content).decode())))
+    assert [row[1] for row in rows[1:]] == ["ledger"]
+
+
 def test_download_links_are_signed_per_tenant_and_expire(api, alpha, gamma, run_jobs, settings):
     from conftest import ApiClient
 

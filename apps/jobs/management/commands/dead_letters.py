@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from apps.jobs import services
 from apps.jobs.models import DeadLetter
+from apps.jobs.redaction import redact_text, redacted
 
 
 class Command(BaseCommand):
@@ -50,7 +51,7 @@ class Command(BaseCommand):
         letters = self._selection(options, default_status=options["status"])
         for letter in letters[:500]:
             self.stdout.write(f"{letter.pk:>6}  {letter.last_failed_at:%Y-%m-%d %H:%M:%S}  {letter.task_name:<28} "
-                              f"{letter.tenant_slug or '-':<16} x{letter.attempts}  {letter.exception[:70]}")
+                              f"{letter.tenant_slug or '-':<16} x{letter.attempts}  {redact_text(letter.exception)[:70]}")
         self.stdout.write(f"{letters.count()} dead letter(s) ({options['status']})")
 
     def do_show(self, options):
@@ -60,11 +61,12 @@ class Command(BaseCommand):
         for field in ("task_name", "task_id", "queue", "tenant_slug", "tenant_id", "status", "attempts",
                       "first_failed_at", "last_failed_at", "replayed_at", "replay_task_id"):
             self.stdout.write(f"{field:<16} {getattr(letter, field)}")
-        self.stdout.write(f"{'args':<16} {json.dumps(letter.args)}")
-        self.stdout.write(f"{'kwargs':<16} {json.dumps(letter.kwargs)}")
+        # Redacted like the admin's pages: a terminal is read (and pasted) as widely.
+        self.stdout.write(f"{'args':<16} {json.dumps(redacted(letter.args))}")
+        self.stdout.write(f"{'kwargs':<16} {json.dumps(redacted(letter.kwargs))}")
         self.stdout.write(f"{'headers':<16} {json.dumps(letter.headers)}")
-        self.stdout.write(f"{'exception':<16} {letter.exception}")
-        self.stdout.write(letter.traceback)
+        self.stdout.write(f"{'exception':<16} {redact_text(letter.exception)}")
+        self.stdout.write(redact_text(letter.traceback))
 
     def _require_selection(self, options):
         if not (options["ids"] or options["all"] or options["task"] or options["tenant"]):
