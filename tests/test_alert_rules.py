@@ -128,7 +128,8 @@ def exported(django_db_setup, django_db_blocker) -> set[str]:
 
     import apps.partitions.maintenance  # noqa: F401 (registers its metrics)
     from apps.jobs.metrics import _WorkerCollector
-    from apps.ops import collectors, metrics  # noqa: F401
+    from apps.observability import metrics  # noqa: F401
+    from apps.ops import collectors  # noqa: F401
 
     Metrics.get_instance()  # django-prometheus's HTTP series
     names = set(REGISTRY._names_to_collectors) | PROMETHEUS_SERIES | RABBITMQ_ONLY
@@ -149,7 +150,9 @@ def test_the_name_reader_reads_promql():
 
 
 def test_rules_query_only_exported_metrics(exported):
-    for rule in alert_rules():
+    rules = alert_rules()
+    assert rules
+    for rule in rules:
         unknown = metric_names(rule["expr"]) - exported
         assert not unknown, f"{rule['alert']} queries {unknown}, which nothing exports"
 

@@ -67,10 +67,11 @@ def _as_list(value):
 
 def test_app_services_have_what_production_requires():
     required = set(production_required_variables())
-    for name, service in SERVICES.items():
-        if is_app(service):
-            missing = required - set(service["environment"])
-            assert not missing, f"{name} lacks {missing}"
+    apps = {name: service for name, service in SERVICES.items() if is_app(service)}
+    assert apps, "no service builds the platform's image"
+    for name, service in apps.items():
+        missing = required - set(service["environment"])
+        assert not missing, f"{name} lacks {missing}"
 
 
 def test_every_queue_has_one_worker_group_and_there_is_one_beat():
@@ -86,11 +87,12 @@ def test_every_queue_has_one_worker_group_and_there_is_one_beat():
 
 
 def test_mounted_files_exist():
-    for name, service in SERVICES.items():
-        for volume in service.get("volumes", []):
-            source = str(volume).split(":", 1)[0]
-            if source.startswith((".", "/")):
-                assert (COMPOSE.parent / source).resolve().exists(), f"{name}: {source} is missing"
+    mounts = [(name, str(volume).split(":", 1)[0]) for name, service in SERVICES.items()
+              for volume in service.get("volumes", [])]
+    files = [(name, source) for name, source in mounts if source.startswith((".", "/"))]
+    assert files, "no file of the repository is mounted: the volumes are not being read"
+    for name, source in files:
+        assert (COMPOSE.parent / source).resolve().exists(), f"{name}: {source} is missing"
 
 
 def test_haproxy_gets_every_variable_its_configuration_reads():

@@ -46,7 +46,9 @@ def test_every_locked_package_has_hashes_and_every_pin_is_locked(name):
     lock = locked(REQUIREMENTS / "lock" / f"{name}.txt")
     assert lock, "empty lock"
     assert all(hashes >= 1 for _, hashes in lock.values()), [n for n, (_, h) in lock.items() if h == 0]
-    for package, version in top_level_pins(REQUIREMENTS / f"{name}.txt").items():
+    pins = top_level_pins(REQUIREMENTS / f"{name}.txt")
+    assert pins, f"no pin read from requirements/{name}.txt"
+    for package, version in pins.items():
         assert package in lock, f"{package} is pinned in requirements/{name}.txt but not locked: run bin/dev lock"
         assert lock[package][0] == version, f"{package}: {version} pinned, {lock[package][0]} locked: run bin/dev lock"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
 from django.utils import timezone
 
 from .models import Membership, SupportGrant, User
@@ -50,16 +49,32 @@ def support_grant_validate(*, tenant_id: int, operator: User, reason: str, hours
         raise ValidationError(errors)
 
 
-@transaction.atomic
 def support_grant_create(*, tenant_id: int, operator: User, reason: str, hours: float,
                          granted_by: User | None = None) -> SupportGrant:
-    """Open the tenant to ``operator`` for ``hours``, with a reason the owners see."""
+    """Open the tenant to ``operator`` for ``hours``, with a reason the owners
+    see, in the grant list and in the tenant's audit log."""
+    from apps.audit.services import audit_record
+
+    from .services import tenant_audited
+
     support_grant_validate(tenant_id=tenant_id, operator=operator, reason=reason, hours=hours)
-    return SupportGrant.objects.create(
-        tenant_id=tenant_id, operator=operator, reason=reason.strip(), granted_by=granted_by,
-        expires_at=timezone.now() + dt.timedelta(hours=hours),
-    )
+    with tenant_audited(tenant_id):
+        grant = SupportGrant.objects.create(
+            tenant_id=tenant_id, operator=operator, reason=reason.strip(), granted_by=granted_by,
+            expires_at=timezone.now() + dt.timedelta(hours=hours),
+        )
+        audit_record(action="create", object_type="support_grant", object_id=grant.pk,
+                     changes={"operator_id": [None, operator.pk], "reason": [None, grant.reason],
+                              "expires_at": [None, grant.expires_at.isoformat()]})
+    return grant
 
 
 def support_grant_revoke(*, grant: SupportGrant) -> None:
-    SupportGrant.objects.filter(pk=grant.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    from apps.audit.services import audit_record
+
+    from .services import tenant_audited
+
+    with tenant_audited(grant.tenant_id):
+        if SupportGrant.objects.filter(pk=grant.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
+            audit_record(action="update", object_type="support_grant", object_id=grant.pk,
+                         changes={"revoked": [False, True]})

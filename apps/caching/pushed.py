@@ -51,11 +51,11 @@ import select
 import threading
 import time
 
-import redis
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from . import health
+from .connections import push_connection
 
 logger = logging.getLogger(__name__)
 
@@ -207,11 +207,8 @@ class Watch:
                 pass
 
     def _subscribe(self):
-        timeout = settings.REDIS_TIMEOUT_SECONDS
         # RESP2: the pushes come as plain pub/sub messages on the redirect channel.
-        pool = redis.ConnectionPool.from_url(self.url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                             protocol=2)
-        conn = pool.make_connection()
+        conn = push_connection(self.url)
         conn.connect()
         conn.send_command("CLIENT", "SETNAME", f"push-{self.pid}")
         conn.read_response()

@@ -10,14 +10,16 @@ the argument a future task gets wrong and for rows written before that rule:
 * where operators read stored arguments (the dead-letter and outbox pages of
   the operator admin, ``manage.py dead_letters show``), values under names
   that mean a secret, and text that looks like a credential or a link with
-  one, are replaced by ``REDACTED``.
+  one (apps/observability/redaction.py), are replaced by ``REDACTED``.
 """
 
 from __future__ import annotations
 
 import re
 
-REDACTED = "<redacted>"
+from apps.observability.redaction import REDACTED, redact_text
+
+__all__ = ["REDACTED", "redact_text", "redacted", "redacted_repr"]
 
 # Argument names whose values are secrets or links (whole name, or a part
 # between underscores: "reset_url", "api_token", "password_again").
@@ -25,12 +27,6 @@ SECRET_NAME = re.compile(r"(^|_)(token|password|secret|url|link|signature|sig|ke
                          r"credentials?|otp|code)($|_)", re.IGNORECASE)
 # Names that end like a secret but are not one.
 PLAIN_NAMES = frozenset({"effect_key", "idempotency_key", "routing_key", "cache_key", "api_key_id", "key_prefix"})
-SECRET_TEXT = [
-    re.compile(r"(?i)(token|sig|signature|key|password)=[^&\s\"'<>]+"),  # a query value
-    re.compile(r"\bsk_[0-9a-f]{12}_[A-Za-z0-9_-]+"),  # an API key
-    re.compile(r"\but_[A-Za-z0-9_:.-]{16,}"),  # a user token
-    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{16,}"),
-]
 
 
 def redacted_repr(args=None, kwargs=None) -> tuple[str, str]:
@@ -40,12 +36,6 @@ def redacted_repr(args=None, kwargs=None) -> tuple[str, str]:
 
 def _secret_name(name) -> bool:
     return isinstance(name, str) and name not in PLAIN_NAMES and bool(SECRET_NAME.search(name))
-
-
-def redact_text(text: str) -> str:
-    for pattern in SECRET_TEXT:
-        text = pattern.sub(lambda m: (m.group(1) + "=" + REDACTED) if m.groups() else REDACTED, text)
-    return text
 
 
 def redacted(value):

@@ -9,6 +9,7 @@ from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
 from . import tracing
 from .context import request_id_var, tenant_var, user_var
+from .redaction import redact_text
 
 CONTEXT_FIELDS = ("request_id", "tenant", "user", "trace_id", "span_id")
 
@@ -29,6 +30,12 @@ class JsonFormatter(_BaseJsonFormatter):
         super().add_fields(log_record, record, message_dict)
         for field in CONTEXT_FIELDS:
             log_record.setdefault(field, getattr(record, field, "-"))
+        # Django logs a 4xx/5xx with the request as an extra, whose repr is
+        # the full path: a followed invitation, reset or download link would
+        # put its token on the line. Written without those values.
+        for field in ("request", "message"):
+            if field in log_record and log_record[field] is not None:
+                log_record[field] = redact_text(str(log_record[field]))
 
 
 # What Celery's worker puts on its log lines about a task's payload: the

@@ -2,7 +2,7 @@
 task it caused and that task's queries.
 
 Off unless the OTEL_* variables configure it (TRACING_ENABLED, the rule is in
-config/settings/base.py). Off means: nothing instrumented, no OpenTelemetry
+config/settings/observability.py). Off means: nothing instrumented, no OpenTelemetry
 module imported, and each hook on a hot path (the log filter, the problem
 renderer, the outbox write) costs one test of ``ENABLED``.
 
@@ -192,15 +192,34 @@ class TracingMiddleware:
         return self.traced.process_exception(request, exception)  # recorded on the span
 
 
+# Where the instrumentation puts the request's URL, query string included.
+URL_ATTRIBUTES = ("http.target", "http.url", "url.query", "url.full")
+
+
+def _redact_url_attributes(span) -> None:
+    """A followed invitation, reset or download link carries its token in the
+    query string: the span keeps the URL without it."""
+    from .redaction import redact_text
+
+    attributes = getattr(span, "attributes", None) or {}
+    for name in URL_ATTRIBUTES:
+        value = attributes.get(name)
+        if isinstance(value, str) and redact_text(value) != value:
+            span.set_attribute(name, redact_text(value))
+
+
 def _request_started(span, request) -> None:
     # Kept for the log lines Django writes after the span ended (the 4xx/5xx
     # warnings of django.request); cleared when the next request starts.
     trace_ids_var.set(_ids(span.get_span_context()))
+    if span.is_recording():
+        _redact_url_attributes(span)
 
 
 def _request_finished(span, request, response) -> None:
     if not span.is_recording():
         return
+    _redact_url_attributes(span)
     if getattr(request, "request_id", None):
         span.set_attribute(REQUEST_ID_ATTRIBUTE, request.request_id)
     tenant = getattr(request, "tenant", None)

@@ -118,10 +118,9 @@ def read_queues():
 
 
 def _redis_queues(url: str, queues: list[str]):
-    import redis
+    from apps.caching.connections import metrics_client
 
-    timeout = settings.METRICS_TIMEOUT_SECONDS
-    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False)
+    client = metrics_client(url)
     try:
         pipe = client.pipeline(transaction=False)
         for queue in queues:

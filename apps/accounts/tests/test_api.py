@@ -33,7 +33,9 @@ def test_api_key_is_shown_once_stored_hashed_and_revocable(api, alpha):
     key = created.json()["key"]
     stored = ApiKey.objects.get(pk=created.json()["id"])
     assert key not in (stored.key_hash, stored.prefix) and key.startswith(f"sk_{stored.prefix}_")
-    assert all("key" not in item for item in admin.get("api-keys").json())
+    listed = admin.get("api-keys").json()
+    assert stored.pk in [item["id"] for item in listed]
+    assert all("key" not in item for item in listed)
     with_key = ApiClient(alpha, key)
     assert with_key.get("documents").status_code == 200
     stored.refresh_from_db()

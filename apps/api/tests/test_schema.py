@@ -45,12 +45,14 @@ def test_every_operation_documents_the_cross_cutting_problems(schema):
 
 
 def test_every_request_body_refuses_unknown_fields(schema):
-    for label, operation in operations(schema):
-        for media in operation.get("requestBody", {}).get("content", {}).values():
-            ref = media["schema"]["$ref"].rsplit("/", 1)[1]
-            body = component(schema, ref)
-            variants = [component(schema, v["$ref"].rsplit("/", 1)[1]) for v in body.get("oneOf", [])] or [body]
-            assert all(v["additionalProperties"] is False for v in variants), label
+    bodies = [(label, media) for label, operation in operations(schema)
+              for media in operation.get("requestBody", {}).get("content", {}).values()]
+    assert bodies, "no request body found: the schema is not being read"
+    for label, media in bodies:
+        ref = media["schema"]["$ref"].rsplit("/", 1)[1]
+        body = component(schema, ref)
+        variants = [component(schema, v["$ref"].rsplit("/", 1)[1]) for v in body.get("oneOf", [])] or [body]
+        assert all(v["additionalProperties"] is False for v in variants), label
 
 
 def test_lists_that_must_not_be_empty_say_so(schema):

@@ -11,13 +11,16 @@ transaction. A refused or failed action is recorded too, with its error.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from apps.audit.services import audit_record
 from apps.fleet.records import MoveError
 from apps.jobs.models import DeadLetter
+from apps.observability.context import Actor, actor_var
 from apps.tenancy.models import Shard, Tenant
 
 from ..models import OperatorAction
@@ -75,6 +78,17 @@ def _perform(*, kind: str, actor, reason: str, target: str, do: Callable[[], dic
 
 
 # --- tenants ---------------------------------------------------------------------
+
+
+@contextmanager
+def _as_operator(actor) -> Iterator[None]:
+    """The tenant's audit rows written in the block name ``actor`` as a
+    platform operator, not as one of the tenant's users."""
+    token = actor_var.set(Actor(type="operator", user_id=getattr(actor, "pk", None)))
+    try:
+        yield
+    finally:
+        actor_var.reset(token)
 
 
 def _refuse_public(tenant: Tenant) -> None:
@@ -141,8 +155,10 @@ def tenant_reindex(*, tenant: Tenant, actor, reason: str) -> OperatorAction:
     _refuse_public(tenant)
 
     def do():
-        with tenant_activated(tenant), transaction.atomic(using=tenant_write_alias(tenant)):
+        with tenant_activated(tenant), transaction.atomic(using=tenant_write_alias(tenant)), _as_operator(actor):
             message = tenant_outbox_enqueue(rebuild_index, kwargs={"restart": True})
+            audit_record(action="update", object_type="search_index", object_id=tenant.pk,
+                         changes={"rebuild": "asked for from the operator console", "reason": reason})
         return {"task": "search.rebuild_index", "message": str(message.pk)}
 
     return _perform(kind=Kind.TENANT_REINDEX, actor=actor, reason=reason, target=f"tenant {tenant.slug}",
@@ -157,7 +173,10 @@ def tenant_export(*, tenant: Tenant, actor, reason: str, kind: str = "documents"
     _refuse_public(tenant)
 
     def do():
-        with tenant_activated(tenant):
+        # The export's own audit row names the operator as one: this reads
+        # all of the tenant's data (support grants and the operator admin
+        # are recorded the same way, by apps.accounts).
+        with tenant_activated(tenant), _as_operator(actor):
             export = export_request(kind=kind, format=format, filters={}, requested_by_id=getattr(actor, "pk", None))
         return {"export": str(export.pk), "kind": kind, "format": format}
 

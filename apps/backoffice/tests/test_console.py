@@ -245,6 +245,16 @@ def test_reindex_export_and_support_act_on_that_tenant_only(ops, alpha, beta):
     kinds = set(OperatorAction.objects.filter(tenant_id=alpha.pk).values_list("kind", flat=True))
     assert kinds == {"tenant.reindex", "tenant.export", "tenant.support"}
     assert not OperatorAction.objects.filter(tenant_id=beta.pk).exists()
+    # Each acted inside alpha: alpha's own audit log names the operator, as one.
+    from apps.audit.models import AuditEntry
+
+    ops_id = User.objects.get(email="ops@console.test").pk
+    with tenant_activated(alpha):
+        logged = set(AuditEntry.objects.filter(actor_type="operator", actor_id=ops_id)
+                     .values_list("object_type", flat=True))
+    assert logged == {"search_index", "export", "support_grant"}
+    with tenant_activated(beta):
+        assert not AuditEntry.objects.filter(actor_type="operator").exists()
 
 
 # --- shards ----------------------------------------------------------------------------------

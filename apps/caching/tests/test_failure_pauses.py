@@ -28,7 +28,8 @@ def test_a_pause_lasts_each_callers_own_period(dead_redis, monkeypatch):
     health.record_failure()
     monkeypatch.setattr(time, "monotonic", lambda: now + 1.5)
     assert health.suspect(2) and not health.suspect(1)
-    assert not health.suspect(60, "redis://127.0.0.1:1/0")  # another Redis is not suspect
+    other = f"redis://127.0.0.1:{free_port()}/0"
+    assert not health.suspect(60, other)  # another Redis is not suspect
     health.record_success()
     assert not health.suspect(60)
 

@@ -1,31 +1,28 @@
 import time
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from apps.fleet import moves
 from apps.fleet.records import MoveInProgress, open_move
-from apps.tenancy.cli import validation_error_to_command_error
+from apps.tenancy.commands import TenantCommand
 from apps.tenancy.models import Move, Shard
-from apps.tenancy.selectors import tenant_get
 
 
-class Command(BaseCommand):
+class Command(TenantCommand):
     help = (
         "Move a tenant to another shard: freeze writes (a lease), copy, verify, switch, drop the old copy. "
         "--resume finishes (or redoes) a move whose mover stopped; --abort rolls one back."
     )
 
-    def add_arguments(self, parser):
-        parser.add_argument("slug")
+    def add_command_arguments(self, parser):
         parser.add_argument("target_shard", nargs="?")
         mode = parser.add_mutually_exclusive_group()
         mode.add_argument("--resume", action="store_true", help="continue the tenant's unfinished move")
         mode.add_argument("--abort", action="store_true", help="roll back the tenant's unfinished move")
 
-    def handle(self, *args, **options):
-        tenant = tenant_get(slug=options["slug"])
-        if tenant is None or tenant.is_public:
+    def handle_tenant(self, tenant, options):
+        if tenant.is_public:
             raise CommandError(f"No tenant with slug '{options['slug']}'.")
         started = time.monotonic()
 
@@ -46,9 +43,9 @@ class Command(BaseCommand):
                 if target is None:
                     raise CommandError(f"No shard named '{options['target_shard']}'. See `manage.py list_shards`.")
                 report = moves.tenant_move(tenant=tenant, target=target, report=say)
-        except ValidationError as exc:
-            raise validation_error_to_command_error(exc) from exc
-        except (MoveInProgress, CommandError) as exc:
+        except (ValidationError, CommandError):
+            raise
+        except MoveInProgress as exc:
             raise CommandError(str(exc)) from exc
         except Exception as exc:
             raise CommandError(f"Move failed: {type(exc).__name__}: {exc}. {self.where_now(tenant)}") from exc
