@@ -137,6 +137,16 @@ def test_an_invitation_withdrawn_before_its_email_goes_is_not_sent(alpha, smtp_s
     assert result.get() == "not sent: the invitation was withdrawn or replaced" and smtp_sink.messages == []
 
 
+def test_a_message_queued_before_references_still_sends_its_own_link(smtp_sink):
+    """A dead letter written before messages carried references (its link in
+    the context) is still sent when replayed."""
+    result = send_email.apply(kwargs={
+        "to": ["old@example.com"], "template": "invitation", "effect_key": "legacy-invitation",
+        "context": {"tenant_name": "Alpha", "role": "member", "token": "t0ken", "expires_at": "soon",
+                    "url": "https://alpha.localhost/invitations/accept?token=t0ken", "api_url": "https://x/"}})
+    assert result.get() == "sent" and "accept?token=t0ken" in smtp_sink.messages[0]["data"]
+
+
 def test_crossing_80_percent_of_a_quota_warns_the_owners(api, alpha, smtp_sink, outbox_inline,
                                                          django_capture_on_commit_callbacks):
     from apps.billing.models import Plan
