@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import secrets
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +19,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from apps.audit.services import audit_record
+from apps.caching.flushers import Flusher
 from apps.observability.context import Actor, actor_var
 from apps.tenancy.tenant_cache import invalidate_tenant
 
@@ -380,33 +379,28 @@ class _KeyUses:
     def __init__(self):
         self.lock = threading.Lock()
         self.pending: dict[int, dt.datetime] = {}
-        self.thread: threading.Thread | None = None
-        self.pid = 0
+        # One flusher thread per process; a forked child (gunicorn worker) starts its own.
+        self.flusher = Flusher("api-key-use-flusher", _flush_key_uses, lambda: API_KEY_USE_FLUSH_SECONDS)
 
     def add(self, key_id: int, at: dt.datetime) -> None:
         with self.lock:
             self.pending[key_id] = at
-            # One flusher per process; a forked child (gunicorn worker) starts its own.
-            if self.thread is None or not self.thread.is_alive() or self.pid != os.getpid():
-                self.pid = os.getpid()
-                self.thread = threading.Thread(target=self._run, name="api-key-use-flusher", daemon=True)
-                self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(API_KEY_USE_FLUSH_SECONDS)
-            try:
-                api_key_uses_flush()
-            except Exception:  # a lost batch only makes "last used" older; never kill the flusher
-                logger.warning("API key uses not recorded", exc_info=True)
-            finally:
-                # This thread's own connection: closed, not held between flushes.
-                connections.close_all()
+        self.flusher.ensure_started()
 
     def take(self) -> dict[int, dt.datetime]:
         with self.lock:
             pending, self.pending = self.pending, {}
         return pending
+
+
+def _flush_key_uses() -> None:
+    try:
+        api_key_uses_flush()
+    except Exception:  # a lost batch only makes "last used" older; never kill the flusher
+        logger.warning("API key uses not recorded", exc_info=True)
+    finally:
+        # The flusher thread's own connection: closed, not held between flushes.
+        connections.close_all()
 
 
 _key_uses = _KeyUses()
