@@ -30,3 +30,32 @@ urlpatterns = [
     path("exports/<uuid:export_id>", reports.ExportDetailApi.as_view(), name="export"),
     path("exports/<uuid:export_id>/download", reports.ExportDownloadApi.as_view(), name="export-download"),
 ]
+
+# A whole tenant's export and its deletion (owners).
+from apps.api.endpoints import lifecycle  # noqa: E402
+
+urlpatterns += [
+    path("tenant-exports", lifecycle.TenantExportListCreateApi.as_view(), name="tenant-exports"),
+    path("tenant-exports/<uuid:export_id>", lifecycle.TenantExportDetailApi.as_view(), name="tenant-export"),
+    path("tenant-exports/<uuid:export_id>/download", lifecycle.TenantExportDownloadApi.as_view(),
+         name="tenant-export-download"),
+    path("offboarding", lifecycle.OffboardingApi.as_view(), name="offboarding"),
+]
+
+# Webhooks: endpoints, their deliveries, events of the last 30 days (owners and admins).
+from apps.api.endpoints import webhooks  # noqa: E402
+
+urlpatterns += [
+    path("webhook-endpoints", webhooks.WebhookEndpointListApi.as_view(), name="webhook-endpoints"),
+    path("webhook-endpoints/<int:endpoint_id>", webhooks.WebhookEndpointDetailApi.as_view(), name="webhook-endpoint"),
+    path("webhook-endpoints/<int:endpoint_id>/rotate-secret", webhooks.WebhookSecretRotateApi.as_view(),
+         name="webhook-endpoint-rotate"),
+    path("webhook-endpoints/<int:endpoint_id>/replay", webhooks.WebhookReplayApi.as_view(),
+         name="webhook-endpoint-replay"),
+    path("webhook-endpoints/<int:endpoint_id>/deliveries", webhooks.WebhookDeliveryListApi.as_view(),
+         name="webhook-endpoint-deliveries"),
+    path("webhook-events", webhooks.WebhookEventListApi.as_view(), name="webhook-events"),
+    path("webhook-events/<str:event_id>", webhooks.WebhookEventDetailApi.as_view(), name="webhook-event"),
+    path("webhook-events/<str:event_id>/resend", webhooks.WebhookEventResendApi.as_view(),
+         name="webhook-event-resend"),
+]

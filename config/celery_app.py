@@ -7,7 +7,9 @@ per queue with their own concurrency.
 Worker loss: on Redis a worker beats on the messages it holds
 (apps.jobs.heartbeat), so the visibility timeout can be short and a dead
 worker's tasks run again within minutes; on RabbitMQ the broker redelivers
-when the connection drops. Celery's log lines never show a task's arguments
+when the connection drops. Each worker also records its presence in Redis
+(apps.jobs.heartbeat.WorkerPresence), and every task's states go to its
+job record (apps.jobs.records). Celery's log lines never show a task's arguments
 or return value (they may hold tokens and signed links).
 """
 
@@ -18,7 +20,8 @@ from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
 from apps.jobs import metrics as task_metrics
-from apps.jobs.heartbeat import UnackedHeartbeat
+from apps.jobs import records as job_records
+from apps.jobs.heartbeat import UnackedHeartbeat, WorkerPresence
 from apps.observability.logging import install_task_payload_redaction
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
@@ -59,9 +62,16 @@ app.conf.fairness_lease_seconds = _seconds("TASK_FAIRNESS_LEASE_SECONDS", 30, mi
 app.conf.beat_schedule = {**app.conf.beat_schedule, "fairness-sweep": {
     "task": "jobs.fairness_sweep", "schedule": _seconds("TASK_FAIRNESS_SWEEP_SECONDS", 5, minimum=0.5)}}
 app.conf.task_routes = {**app.conf.task_routes, "jobs.fairness_sweep": {"queue": "maintenance"}}
+# Job records past their retention go hourly (apps/jobs/records.py).
+app.conf.beat_schedule = {**app.conf.beat_schedule, "purge-job-records": {
+    "task": "jobs.purge_records", "schedule": 3600}}
+app.conf.task_routes = {**app.conf.task_routes, "jobs.purge_records": {"queue": "maintenance"}}
 app.steps["consumer"].add(UnackedHeartbeat)
+# Each worker's presence for the console, in Redis (no broadcast to ask).
+app.steps["consumer"].add(WorkerPresence)
 install_task_payload_redaction()
 task_metrics.connect()
+job_records.connect()
 app.autodiscover_tasks()
 
 

@@ -28,7 +28,22 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # class stamps each request's wait for a thread. One thread is the sync
 # worker: no queue to measure, so nothing is shed.
 threads = int(os.environ.get("GUNICORN_THREADS", "8"))
-worker_class = "config.gunicorn_workers.QueueTimedThreadWorker" if threads > 1 else "sync"
+# Both worker classes answer requests gunicorn refuses (over the limits below,
+# or not valid HTTP) with problem details, not gunicorn's HTML page.
+worker_class = ("config.gunicorn_workers.QueueTimedThreadWorker" if threads > 1
+                else "config.gunicorn_workers.ProblemSyncWorker")
+# Request limits, chosen rather than inherited. The request line: gunicorn's
+# maximum, 8190 bytes, holds every URL the API's schema allows (each query
+# parameter has a bounded length; apps/api/tests/test_request_limits.py adds
+# them up at 12 bytes a character, a 4-byte UTF-8 character percent-encoded);
+# above it the answer is 414. Headers: at most 100, each at most 8190 bytes
+# with its name (a bearer token is under 100 bytes, a session cookie under
+# 300); more is 431. The proxies in front refuse some larger requests in
+# their own format before gunicorn reads them: nginx (ingress) request lines
+# or header fields over 8 KiB, HAProxy request heads over 16 KiB.
+limit_request_line = int(os.environ.get("GUNICORN_LIMIT_REQUEST_LINE", "8190"))
+limit_request_fields = int(os.environ.get("GUNICORN_LIMIT_REQUEST_FIELDS", "100"))
+limit_request_field_size = int(os.environ.get("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", "8190"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = 5

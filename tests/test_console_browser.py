@@ -166,3 +166,48 @@ def test_operator_suspends_and_resumes_a_tenant(operator_page, platform, tenants
             from apps.tenancy.services import tenant_set_status
 
             tenant_set_status(tenant=Tenant.objects.get(pk=alpha.pk), status=Tenant.Status.ACTIVE)
+
+
+def test_operator_retries_a_dead_job_and_rebuilds_every_index_as_a_batch(operator_page, platform, tenants,
+                                                                         django_db_blocker):
+    from playwright.sync_api import expect
+
+    from apps.backoffice.tests.test_console_jobs import dead_job
+    from apps.jobs.models import DeadLetter, Job, JobBatch
+
+    tab = operator_page
+    with django_db_blocker.unblock():
+        job = dead_job(tenants["alpha"], task="search.index_documents", error="OperationalError: shard restarting")
+    try:
+        tab.goto(f"{platform.url}/admin/console/")
+        expect(tab.locator('#jobs [data-jobs="dead"]')).not_to_have_text("0")
+        expect(tab.locator("#workers tr[data-worker]").first).to_be_visible()  # from heartbeats, no broadcast
+        tab.click("#jobs a >> text=All jobs")
+        tab.click('#job-states a[data-state="dead"]')
+        row = tab.locator(f'tr[data-job="{job.task_id}"]')
+        expect(row).to_contain_text("shard restarting")
+        row.locator("a").first.click()
+        expect(tab.locator("#job [data-state]")).to_have_text("dead")
+        tab.click('[data-job-action="retry"]')
+        tab.fill("textarea[name=reason]", "the shard is back")
+        tab.click("input[type=submit][name=_confirm]")
+        expect(tab.locator(".messagelist")).to_contain_text("sent again")
+        # The search worker runs it; its record follows (queued, running, then done).
+        expect(tab.locator("#job [data-state]")).to_have_text("queued")
+        screenshot(tab, "job-detail")
+        tab.goto(f"{platform.url}/admin/console/jobs/")
+        tab.click('[data-action="reindex-all"]')
+        tab.fill("textarea[name=reason]", "new search configuration")
+        tab.click("input[type=submit][name=_confirm]")
+        bar = tab.locator("#batch-progress")
+        expect(bar).to_have_attribute("data-finished", "true", timeout=60_000)
+        expect(bar.locator("[data-field=figures]")).to_contain_text("jobs")
+        screenshot(tab, "batch-progress")
+        with django_db_blocker.unblock():
+            batch = JobBatch.objects.order_by("-created_at").first()
+            assert batch.done == batch.total > 0 and batch.failed == 0, platform.logs()
+    finally:
+        with django_db_blocker.unblock():
+            DeadLetter.objects.filter(task_id=job.task_id).delete()
+            Job.objects.filter(task_name__in=["search.index_documents", "search.rebuild_index"]).delete()
+            JobBatch.objects.filter(created_by=OPERATOR[0]).delete()

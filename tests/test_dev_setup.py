@@ -138,7 +138,7 @@ def test_up_prints_its_urls_when_ready_and_down_stops_only_what_it_started(tmp_p
     env = {name: value for name, value in os.environ.items() if name not in SUITE_VARIABLES}
     env.update(PLATFORM_DB_NAME=db_name, PLATFORM_LOCAL_DIR=str(local), REDIS_URL=redis.url,
                CELERY_BROKER_URL=redis.url, LOG_LEVEL="WARNING", PORT=str(web_port), OPS_PORT=str(free_port()),
-               EMAIL_PORT=str(free_port()))
+               EMAIL_PORT=str(free_port()), CELERY_METRICS_PORT=str(free_port()))
     machine_ports = [port for port in (5432, 6379, 5672) if port_answers(port)]
     shared_ports = [int(p.read_text()) for p in (ROOT / ".local").glob("*.port")]
     urls: dict[str, str] = {}
@@ -163,6 +163,12 @@ def test_up_prints_its_urls_when_ready_and_down_stops_only_what_it_started(tmp_p
         # Printed once ready: /readyz answers 200.
         assert requests.get(f"http://127.0.0.1:{web_port}/readyz", headers={"Host": "localhost"},
                             timeout=10).status_code == 200
+        # Workers and beat serve /metrics where Prometheus' file discovery
+        # (platform/prometheus/prometheus.yml) finds them.
+        for job in ("saas-web", "saas-worker", "saas-beat"):
+            for group in json.loads((local / "prometheus" / f"{job}.json").read_text()):
+                port = int(group["targets"][0].rsplit(":", 1)[1])
+                wait_until(lambda port=port: port_answers(port), timeout=30, message=f"{job} metrics on {port}")
 
         down = dev("down", env=env)
 

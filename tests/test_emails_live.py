@@ -308,6 +308,38 @@ def test_quota_warning_email_arrives_and_its_link_opens_the_usage_page(platform,
     assert page.status_code == 200 and "Usage" in page.text
 
 
+def test_webhook_endpoint_disabled_email_arrives_and_its_link_opens_the_webhooks_page(platform, django_db_blocker):
+    covers("webhook_endpoint_disabled")
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from apps.content.services import document_create
+    from apps.tenancy.activation import tenant_activated
+    from apps.webhooks import delivery
+    from apps.webhooks.models import Endpoint
+    from apps.webhooks.services import endpoint_create, endpoint_delete
+    from tests.support import free_port
+
+    with django_db_blocker.unblock(), tenant_activated(platform.tenant):
+        # Failing for four days (nothing listens on its port), then one more failure.
+        endpoint = endpoint_create(url=f"http://127.0.0.1:{free_port()}/gone", event_types=["*"]).endpoint
+        Endpoint.objects.filter(pk=endpoint.pk).update(failing_since=timezone.now() - dt.timedelta(days=4))
+        document_create(title="Nobody listens")
+        delivery.run(budget=5)
+    try:
+        mail = platform.wait_for_mail(f"{platform.tenant.name}: webhook endpoint {endpoint.pk} was disabled", OWNER)
+        assert "4 days" in mail.text and "127.0.0.1" in mail.text and "/gone" not in mail.text and mail.html
+        url = mail.link("/admin/webhooks/")
+        site = platform.site()
+        site.login(platform.base, OWNER, OWNER_PASSWORD)
+        page = site.get(url)
+        assert page.status_code == 200 and "failing too long" in page.text
+    finally:
+        with django_db_blocker.unblock(), tenant_activated(platform.tenant):
+            endpoint_delete(endpoint=Endpoint.objects.get(pk=endpoint.pk))
+
+
 def test_every_email_of_the_registry_has_its_end_to_end_test():
     from apps.notifications.emails import EMAILS
 
@@ -506,3 +538,5 @@ def test_no_token_or_link_is_anywhere_operators_look(platform, django_db_blocker
     found = [(what, where, text[max(0, text.index(value) - 300):text.index(value) + 100])
              for what, value in secrets.items() for where, text in places.items() if value in text]
     assert found == [], "\n\n".join(f"{what} in {where}: ...{context}..." for what, where, context in found)
+
+

@@ -138,9 +138,19 @@ def membership_grant(*, user: User, tenant_id: int, role: str) -> Membership:
     audited: see ``membership_add`` and ``invitation_accept``."""
     if role not in Membership.Role.values:
         raise ValidationError({"role": f"Unknown role '{role}'. Choose one of {', '.join(Membership.Role.values)}."})
-    membership, _ = Membership.objects.update_or_create(user=user, tenant_id=tenant_id, defaults={"role": role})
+    membership, created = Membership.objects.update_or_create(user=user, tenant_id=tenant_id, defaults={"role": role})
+    if created:
+        _member_event("member.added", membership_id=membership.pk, user=user, tenant_id=tenant_id, role=role)
     invalidate_tenant(tenant_id, "usage")  # seats; after the control plane commits
     return membership
+
+
+def _member_event(event_type: str, *, membership_id: int, user: User, tenant_id: int, role: str) -> None:
+    """member.added / member.removed, recorded in this control-plane transaction (for webhooks)."""
+    from apps.outbox.services import control_events_emit
+
+    control_events_emit(event_type, [{"object_id": membership_id, "data": {
+        "membership_id": membership_id, "user_id": user.pk, "email": user.email, "role": role}}], tenant_id=tenant_id)
 
 
 def _owner_rules(*, membership: Membership, acting_role: str, new_role: str | None) -> None:
@@ -183,6 +193,8 @@ def membership_remove(*, membership: Membership, acting_role: str) -> None:
         membership.delete()
         audit_record(action="delete", object_type="membership", object_id=membership_id,
                      changes={"user_id": [membership.user_id, None], "role": [membership.role, None]})
+        _member_event("member.removed", membership_id=membership_id, user=membership.user,
+                      tenant_id=membership.tenant_id, role=membership.role)
     invalidate_tenant(membership.tenant_id, "usage")
 
 

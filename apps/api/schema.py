@@ -12,6 +12,8 @@ from drf_spectacular.extensions import (
     OpenApiSerializerFieldExtension,
 )
 
+from .serializers import RFC3339_DATE, RFC3339_DATE_TIME
+
 
 class BearerScheme(OpenApiAuthenticationExtension):
     target_class = "apps.api.authentication.BearerAuthentication"
@@ -58,7 +60,7 @@ PROBLEM_SCHEMA = {
 }
 
 EVERY_OPERATION = {
-    "400": "Invalid query parameters, body or host name.",
+    "400": "Invalid query parameters, headers, body or host name, or a request that is not valid HTTP.",
     "401": "Missing, unknown, expired or revoked credentials.",
     "403": "The caller's role or key scope does not allow this, the plan's quota is reached, or the tenant is suspended.",
     "404": "No tenant is served at this host, or the object does not exist in this tenant.",
@@ -76,6 +78,16 @@ CONDITIONAL = {
     "428": "This change needs an If-Match header with the version read before.",
 }
 WRITE_METHODS = {"post", "put", "patch", "delete"}
+# Refused by the HTTP server before the application sees the request
+# (config/gunicorn_workers.py), whatever the operation: one component each,
+# referenced from every operation.
+SERVER_RESPONSES = {
+    "414": ("UriTooLong", "The request line (method, path and query) is longer than the server reads "
+                          "(GUNICORN_LIMIT_REQUEST_LINE bytes); send fewer or shorter query parameters."),
+    "431": ("RequestHeaderFieldsTooLarge", "A header is longer than the server reads "
+                                           "(GUNICORN_LIMIT_REQUEST_FIELD_SIZE bytes), or there are more headers "
+                                           "than it reads (GUNICORN_LIMIT_REQUEST_FIELDS)."),
+}
 
 
 def _problem(description: str) -> dict:
@@ -115,26 +127,35 @@ def document_problem_responses(result, generator, request, public):
     the shared JsonValue component), and mark bodies required where the
     server refuses a request without one."""
     _dedupe_types(result)
-    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    components = result.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
     schemas["Problem"] = PROBLEM_SCHEMA
     schemas["JsonValue"] = JSON_VALUE_SCHEMA
+    shared = components.setdefault("responses", {})
+    for name, description in SERVER_RESPONSES.values():
+        shared[name] = _problem(description)
     for item in result.get("paths", {}).values():
         for method, operation in item.items():
-            if method not in {"get", "head", *WRITE_METHODS}:
-                continue
-            statuses = dict(EVERY_OPERATION)
-            if method in WRITE_METHODS:
-                statuses.update(WITH_BODY)
-            headers = {p.get("name", "").lower() for p in operation.get("parameters", []) if p.get("in") == "header"}
-            if "if-match" in headers:
-                statuses.update(CONDITIONAL)
-            body = operation.get("requestBody")
-            if body and _refuses_no_body(body, schemas):
-                body["required"] = True
-            responses = operation.setdefault("responses", {})
-            for status, description in statuses.items():
-                responses.setdefault(status, _problem(description))
+            if method in {"get", "head", *WRITE_METHODS}:
+                _document_operation(method, operation, schemas)
     return result
+
+
+def _document_operation(method: str, operation: dict, schemas: dict) -> None:
+    statuses = dict(EVERY_OPERATION)
+    if method in WRITE_METHODS:
+        statuses.update(WITH_BODY)
+    headers = {p.get("name", "").lower() for p in operation.get("parameters", []) if p.get("in") == "header"}
+    if "if-match" in headers:
+        statuses.update(CONDITIONAL)
+    body = operation.get("requestBody")
+    if body and _refuses_no_body(body, schemas):
+        body["required"] = True
+    responses = operation.setdefault("responses", {})
+    for status, description in statuses.items():
+        responses.setdefault(status, _problem(description))
+    for status, (name, _) in SERVER_RESPONSES.items():
+        responses.setdefault(status, {"$ref": f"#/components/responses/{name}"})
 
 
 # --- request bodies as the server validates them ------------------------------
@@ -191,8 +212,43 @@ class TextFieldScheme(OpenApiSerializerFieldExtension):
         constrained = "pattern" in schema or "format" in schema or "enum" in schema or any(
             isinstance(v, RegexValidator) for v in field.validators)
         if direction == "request" and schema.get("type") == "string" and not constrained:
-            blank_refused = field.trim_whitespace and not field.allow_blank
-            schema["pattern"] = TEXT_NOT_BLANK if blank_refused else TEXT_WITHOUT_NUL
+            schema["pattern"] = text_pattern(field)
+        return schema
+
+
+def text_pattern(field) -> str:
+    """What DRF accepts as this text: no NUL; when it trims, a length it
+    checks after trimming is a distance between the first and the last
+    character that is not whitespace."""
+    shortest = getattr(field, "min_length", None) or 0
+    if field.trim_whitespace and shortest > 1:
+        return rf"^[^\u0000]*[^\u0000{_SPACE}][^\u0000]{{{shortest - 2},}}[^\u0000{_SPACE}][^\u0000]*$"
+    blank_refused = field.trim_whitespace and not field.allow_blank
+    return TEXT_NOT_BLANK if blank_refused else TEXT_WITHOUT_NUL
+
+
+# StrictSerializer takes dates and times in RFC 3339 form only, with upper-case
+# T and Z (Python's parser refuses the lower-case ones RFC 3339 allows): the
+# pattern says what the format alone does not.
+class DateTimeFieldScheme(OpenApiSerializerFieldExtension):
+    target_class = "rest_framework.fields.DateTimeField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["pattern"] = RFC3339_DATE_TIME.pattern
+        return schema
+
+
+class DateFieldScheme(OpenApiSerializerFieldExtension):
+    target_class = "rest_framework.fields.DateField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        if direction == "request":
+            schema["pattern"] = RFC3339_DATE.pattern
         return schema
 
 
@@ -239,6 +295,7 @@ class WindowedDateTimeScheme(OpenApiSerializerFieldExtension):
 
     target_class = "apps.api.serializers.WindowedDateTimeField"
     match_subclasses = True
+    priority = 1  # over DateTimeFieldScheme, which matches it too
 
     def map_serializer_field(self, auto_schema, direction):
         now = timezone.now()

@@ -23,6 +23,9 @@ class OperatorAction(models.Model):
         SHARD_REBALANCE = "shard.rebalance", "Rebalance shards"
         DEAD_LETTER_REPLAY = "dead_letter.replay", "Replay dead letters"
         DEAD_LETTER_DISCARD = "dead_letter.discard", "Discard dead letters"
+        TENANT_OFFBOARD = "tenant.offboard", "Offboard tenant"
+        TENANT_OFFBOARD_UNDO = "tenant.offboard_undo", "Undo an offboarding"
+        WEBHOOK_REPLAY = "webhook.replay", "Replay webhook deliveries"
 
     class Outcome(models.TextChoices):
         DONE = "done", "Done"

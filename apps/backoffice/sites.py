@@ -61,7 +61,7 @@ class TenantAdminSite(admin.AdminSite):
 
         from django.urls import path
 
-        from .tenant_pages import api_keys, audit, exports, members, usage
+        from .tenant_pages import api_keys, audit, exports, jobs, lifecycle, members, usage
 
         def page(view, route: str, name: str):
             return path(route, self.admin_view(partial(view, site=self)), name=name)
@@ -79,7 +79,30 @@ class TenantAdminSite(admin.AdminSite):
             page(exports.exports_page, "exports/", "tenant-exports"),
             page(exports.export_create, "exports/create/", "tenant-export-create"),
             page(usage.usage_page, "usage/", "tenant-usage"),
+            page(jobs.failed_jobs_page, "failed-jobs/", "tenant-failed-jobs"),
+            page(jobs.failed_job_retry, "failed-jobs/<str:task_id>/retry/", "tenant-failed-job-retry"),
+            *self._webhook_urls(page),
+            page(lifecycle.lifecycle_page, "data/", "tenant-lifecycle"),
+            page(lifecycle.tenant_export_create, "data/archive/", "tenant-export-whole"),
+            page(lifecycle.offboard, "data/delete/", "tenant-offboard"),
             *super().get_urls(),
+        ]
+
+
+    @staticmethod
+    def _webhook_urls(page):
+        from .tenant_pages import webhooks as hooks
+
+        return [
+            page(hooks.webhooks_page, "webhooks/", "tenant-webhooks"),
+            page(hooks.webhook_create, "webhooks/create/", "tenant-webhook-create"),
+            page(hooks.webhook_toggle, "webhooks/<int:endpoint_id>/toggle/", "tenant-webhook-toggle"),
+            page(hooks.webhook_rotate, "webhooks/<int:endpoint_id>/rotate/", "tenant-webhook-rotate"),
+            page(hooks.webhook_delete, "webhooks/<int:endpoint_id>/delete/", "tenant-webhook-delete"),
+            page(hooks.webhook_replay, "webhooks/<int:endpoint_id>/replay/", "tenant-webhook-replay"),
+            page(hooks.webhook_events_page, "webhooks/events/", "tenant-webhook-events"),
+            page(hooks.webhook_event_page, "webhooks/events/<str:event_id>/", "tenant-webhook-event"),
+            page(hooks.webhook_event_resend, "webhooks/events/<str:event_id>/resend/", "tenant-webhook-event-resend"),
         ]
 
 

@@ -39,9 +39,20 @@ def subscription_change_plan(*, tenant: Tenant, plan_code: str, changed_by=None,
             locked.save(update_fields=["plan", "updated_at"])
             PlanChange.objects.create(tenant=locked, from_plan_id=previous_id, to_plan=plan,
                                       changed_by=changed_by, source=source)
+            _plan_changed_event(locked, previous_id, plan)
             tenant_cache.invalidate_tenant(tenant.pk, "usage", using="default")
     tenant.plan, tenant.updated_at = plan, locked.updated_at
     return tenant
+
+
+def _plan_changed_event(tenant: Tenant, previous_id: int | None, plan: Plan) -> None:
+    """tenant.plan_changed, recorded in this control-plane transaction (for webhooks)."""
+    from apps.outbox.services import control_events_emit
+
+    previous = Plan.objects.filter(pk=previous_id).values_list("code", flat=True).first() if previous_id else None
+    control_events_emit("tenant.plan_changed", [{"object_id": tenant.pk,
+                                                 "data": {"from_plan": previous, "to_plan": plan.code}}],
+                        tenant_id=tenant.pk)
 
 
 def quota_enforce(*, tenant: Tenant, quota: str, used: int, adding: int = 1) -> None:
@@ -85,4 +96,8 @@ def quota_warn_if_crossed(*, tenant: Tenant, quota: str, before: int, after: int
                     "upgrade_plan": upgrade.name if upgrade else ""},
         "effect_key": f"quota-warning:{tenant.pk}:{quota}:{limit}",  # once per limit
     })
+    from apps.outbox.services import tenant_events_emit
+
+    tenant_events_emit("usage.quota_warning", [{"object_id": quota, "data": {
+        "quota": quota, "used": after, "limit": limit, "percent": round(100 * after / limit), "plan": plan.code}}])
     return True

@@ -1,7 +1,9 @@
 """Writes to documents. Callers must have a tenant active.
 
-Each write is one transaction on the tenant's shard with its audit entry;
-its "documents.changed" event (which search subscribes to) follows after commit.
+Each write is one transaction on the tenant's shard with its audit entry
+and its typed event (document.created/updated/deleted, recorded for webhooks
+in that transaction); its "documents.changed" event (which search subscribes
+to) follows after commit.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from apps.accounts.selectors import owner_emails
 from apps.audit.services import audit_record, audit_record_many, diff, snapshot
 from apps.billing.services import quota_enforce, quota_warn_if_crossed
 from apps.http.errors import NotFound, PreconditionFailed
-from apps.outbox.services import tenant_event_emit
+from apps.outbox.services import tenant_event_emit, tenant_events_emit
 from apps.tenancy.context import require_active_tenant
 from apps.tenancy.routers import tenant_write_alias
 from apps.tenancy.tenant_cache import invalidate
@@ -79,6 +81,7 @@ def document_create(
         audit_record(action="create", object_type="document", object_id=document.pk,
                      changes=diff({}, snapshot(document, AUDITED_FIELDS)))
         documents_changed([document.pk])
+        tenant_events_emit("document.created", [document_event(document)])
         invalidate("documents", "usage")
     return document
 
@@ -107,6 +110,7 @@ def document_bulk_create(*, documents: list[DocumentInput], author_id: int | Non
         audit_record_many(action="create", object_type="document",
                           items=[(d.pk, diff({}, snapshot(d, AUDITED_FIELDS))) for d in created])
         documents_changed([d.pk for d in created])
+        tenant_events_emit("document.created", [document_event(d) for d in created])
         invalidate("documents", "usage")
     return created
 
@@ -144,9 +148,11 @@ def document_update(*, document_id: int, expected_version: int | None, changes: 
         document.version = F("version") + 1
         document.save()
         document.refresh_from_db()
-        audit_record(action="update", object_type="document", object_id=document.pk,
-                     changes=diff(before, snapshot(document, AUDITED_FIELDS)))
+        changed = diff(before, snapshot(document, AUDITED_FIELDS))
+        audit_record(action="update", object_type="document", object_id=document.pk, changes=changed)
         documents_changed([document.pk])
+        tenant_events_emit("document.updated",
+                           [document_event(document, changed=sorted(set(changed) - {"version"}))])
         invalidate("documents")
     return document
 
@@ -157,8 +163,19 @@ def document_delete(*, document_id: int, expected_version: int | None) -> None:
         before = snapshot(document, AUDITED_FIELDS)
         document.delete()
         audit_record(action="delete", object_type="document", object_id=document_id, changes=diff(before, {}))
+        tenant_events_emit("document.deleted", [{"object_id": document_id,
+                                                 "data": {"id": document_id, "version": document.version}}])
         # The entry went with the row (cascade); nothing to index.
         invalidate("documents", "usage")
+
+
+def document_event(document: Document, **extra) -> dict:
+    """A document.created/updated event item: the document as the API shows it
+    (payload schema: apps/webhooks/catalogue.py)."""
+    return {"object_id": document.pk, "data": {
+        "id": document.pk, "title": document.title, "body": document.body, "tags": list(document.tags),
+        "status": document.status, "author_id": document.author_id, "version": document.version,
+        "created_at": document.created_at.isoformat(), "updated_at": document.updated_at.isoformat(), **extra}}
 
 
 def documents_changed(document_ids: list[int]) -> None:

@@ -18,6 +18,14 @@ class DomainError(Exception):
         self.extra = extra
 
 
+class InvalidParameters(DomainError):
+    """Query parameters or headers that the operation does not take, or
+    values its declaration forbids; ``errors`` names each with its rule."""
+
+    status = 400
+    code = "invalid-parameters"
+
+
 class NotFound(DomainError):
     status = 404
     code = "not-found"

@@ -3,7 +3,8 @@ from django.apps import AppConfig
 
 class JobsConfig(AppConfig):
     """Kernel: the task base class, retries, dead letters, once-only effects,
-    and the control-plane outbox."""
+    the control-plane outbox, job records, worker presence, unique jobs and
+    batches."""
 
     name = "apps.jobs"
     label = "jobs"

@@ -18,6 +18,10 @@
 * Logs: the message carries a redacted ``argsrepr``/``kwargsrepr`` (argument
   names only), so the worker's log lines, events and ``celery inspect`` never
   show a token or a signed link that a task received.
+* Unique jobs: a task with ``unique_for`` (seconds) runs once per key and
+  window; the other messages with its key are skipped (apps/jobs/uniqueness.py).
+* Batches: a job sent with a ``batch_id`` header is counted once when it
+  finishes, and a ``batch_callback`` runs once (apps/jobs/batches.py).
 """
 
 from __future__ import annotations
@@ -81,6 +85,11 @@ class PlatformTask(Task):
     # A move keeps a tenant busy for its copy (minutes for a large tenant):
     # about 20 minutes of backoff on average before giving up.
     tenant_busy_max_retries = 12
+    # Unique jobs (apps/jobs/uniqueness.py): the window in seconds (None: not
+    # unique), and optionally ``unique_key(args, kwargs) -> str`` instead of
+    # the arguments.
+    unique_for: float | None = None
+    unique_key = None
 
     # --- producer side ---------------------------------------------------
 
@@ -123,25 +132,90 @@ class PlatformTask(Task):
         request_token = request_id_var.set(self.header("request_id"))
         user_token = user_var.set(self.header("user_id"))
         try:
-            if not self.tenant_scoped:
-                return super().__call__(*args, **kwargs)
-            tenant_id = self.header("tenant_id")
-            if not tenant_id:
-                raise PermanentError(f"{self.name}: no tenant {tenant_id!r} to run for")
-            # One tenant may not fill a queue's workers: over its plan's
-            # limit the message is parked and acknowledged (apps/jobs/fairness.py).
-            slot = fairness.acquire(self, tenant_id=tenant_id)
-            if slot is False:
+            holder = self._unique_holder(args, kwargs)
+            if holder is not None:
+                # Acknowledged, not run: the run holding the key does the work.
+                self.request.job_skipped = f"duplicate of {holder}"
+                self._finish_batch_job("skipped")
                 raise Ignore()
-            try:
-                return self._run_for_tenant(tenant_id, args, kwargs)
-            finally:
-                if slot is not None:
-                    fairness.release(slot)
+            result = self._run_body(args, kwargs)
+            self._finish_batch_job("succeeded")
+            return result
         finally:
             request_id_var.reset(request_token)
             user_var.reset(user_token)
             tenant_var.set(None)
+
+    def _delivered(self) -> bool:
+        """Run by a worker from a message: not called directly, not applied eagerly in process."""
+        request = self.request
+        return bool(request.id) and not request.called_directly and not request.is_eager
+
+    def _backoff(self) -> float:
+        return get_exponential_backoff_interval(
+            factor=int(self.retry_backoff), retries=self.request.retries, maximum=self.retry_backoff_max,
+            full_jitter=self.retry_jitter)
+
+    def _retry_soon(self, exc: BaseException) -> NoReturn:
+        """A temporary failure of the machinery around the body (outside
+        ``run``, so autoretry does not see it): retry like the body would."""
+        raise self.retry(exc=exc, countdown=self._backoff())
+
+    def _unique_holder(self, args, kwargs) -> str | None:
+        """None when this run may go; else the task id holding its key."""
+        if not self.unique_for or not self._delivered():
+            return None
+        from . import uniqueness
+
+        key = uniqueness.key_for(self, args, kwargs, self.header("tenant_id"))
+        self.request.job_unique_key = key
+        try:
+            holder = uniqueness.claim(key, self.request.id, float(self.unique_for))
+        except TEMPORARY_ERRORS as exc:  # neither Redis nor the database answered
+            self._retry_soon(exc)
+        return None if holder == self.request.id else holder
+
+    def _finish_batch_job(self, outcome: str) -> None:
+        batch_id = self.header("batch_id")
+        if not batch_id or not self._delivered():
+            return
+        from .batches import job_finished
+
+        try:
+            job_finished(batch_id=batch_id, task_id=self.request.id, outcome=outcome)
+        except TEMPORARY_ERRORS as exc:
+            self._retry_soon(exc)
+
+    def _run_body(self, args, kwargs):
+        """The body, once only when this is a batch's callback."""
+        batch_id = self.header("batch_callback")
+        if not batch_id or not self._delivered():
+            return self._run_for_message(args, kwargs)
+        from .batches import callback_once
+        from .services import EffectInProgress
+
+        try:
+            with callback_once(batch_id, self.name) as needed:
+                return self._run_for_message(args, kwargs) if needed else None
+        except EffectInProgress as exc:  # another delivery is running it
+            self._retry_soon(exc)
+
+    def _run_for_message(self, args, kwargs):
+        if not self.tenant_scoped:
+            return super().__call__(*args, **kwargs)
+        tenant_id = self.header("tenant_id")
+        if not tenant_id:
+            raise PermanentError(f"{self.name}: no tenant {tenant_id!r} to run for")
+        # One tenant may not fill a queue's workers: over its plan's
+        # limit the message is parked and acknowledged (apps/jobs/fairness.py).
+        slot = fairness.acquire(self, tenant_id=tenant_id)
+        if slot is False:
+            raise Ignore()
+        try:
+            return self._run_for_tenant(tenant_id, args, kwargs)
+        finally:
+            if slot is not None:
+                fairness.release(slot)
 
     def _run_for_tenant(self, tenant_id, args, kwargs):
         from apps.tenancy.activation import tenant_activated
@@ -187,9 +261,7 @@ class PlatformTask(Task):
         than the lease's deadline between attempts, retries as often as it
         takes, and is never a dead letter for it.
         """
-        countdown = get_exponential_backoff_interval(
-            factor=int(self.retry_backoff), retries=self.request.retries, maximum=self.retry_backoff_max,
-            full_jitter=self.retry_jitter)
+        countdown = self._backoff()
         if frozen_until is not None:
             until_deadline = max(0.5, (frozen_until - timezone.now()).total_seconds()) + random.uniform(0, 1)
             raise self.retry(exc=exc, countdown=min(countdown, until_deadline),
@@ -206,15 +278,33 @@ class PlatformTask(Task):
         from .services import dead_letter_record
 
         first = cache.get(FIRST_FAILURE_KEY.format(task_id))
-        dead_letter_record(
+        dead = dead_letter_record(
             task_name=self.name, task_id=task_id, args=list(args or []), kwargs=dict(kwargs or {}),
             headers={k: self.header(k) for k in ("tenant_id", "tenant_slug", "request_id", "user_id") if self.header(k)},
             queue=(getattr(self.request, "delivery_info", None) or {}).get("routing_key") or "",
             exception=f"{type(exc).__name__}: {exc}", traceback=str(einfo or ""),
             attempts=self.request.retries + 1, first_failed_at=first,
         )
+        self.request.job_dead_letter_id = dead.pk  # the job record links to it (apps/jobs/records.py)
         cache.delete(FIRST_FAILURE_KEY.format(task_id))
+        self._after_dead(task_id)
         self._run_gave_up(exc, args, kwargs)
+
+    def _after_dead(self, task_id: str) -> None:
+        """Dead: the unique key is free for a new try; the batch counts a failure."""
+        try:
+            key = getattr(self.request, "job_unique_key", None)
+            if key:
+                from . import uniqueness
+
+                uniqueness.release(key, task_id)
+            batch_id = self.header("batch_id")
+            if batch_id and self._delivered():
+                from .batches import job_finished
+
+                job_finished(batch_id=batch_id, task_id=task_id, outcome="failed")
+        except Exception:  # the dead letter is recorded; an operator's replay can finish the rest
+            logger.exception("task dead-letter follow-up failed", extra={"task": self.name, "task_id": task_id})
 
     def gave_up(self, exc, args, kwargs) -> None:
         """Hook: the task went to the dead letters; a tenant task runs it with

@@ -355,8 +355,10 @@ def _republish(raw: bytes | str) -> None:
 
 
 def _headers(read) -> dict:
-    """What a re-published message carries over: tenant, request, user, trace."""
-    names = ("tenant_id", "tenant_slug", "request_id", "user_id", "traceparent", "tracestate")
+    """What a re-published message carries over: tenant, request, user, trace,
+    and what its job record and batch know it by."""
+    names = ("tenant_id", "tenant_slug", "request_id", "user_id", "traceparent", "tracestate", "job_run", "batch_id",
+             "batch_callback")
     return {name: value for name in names if (value := read(name)) is not None}
 
 

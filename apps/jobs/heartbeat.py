@@ -15,11 +15,16 @@ worker holds (running, reserved, or waiting for its ETA) with
 they run, so the timeout can be a few minutes, and a dead worker's messages
 are restored by the other workers within that. ``XX`` only updates: a message
 acknowledged meanwhile is not put back in the index.
+
+The second step here (``WorkerPresence``) records each worker's presence in
+Redis for the operator console: see "presence" below.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 
 from celery import bootsteps
@@ -74,3 +79,123 @@ class UnackedHeartbeat(bootsteps.StartStopStep):
             logger.warning("unacked heartbeat failed", extra={"error": str(exc)[:200], "held": len(tags)})
             return 0
         return len(tags)
+
+
+# --- presence -------------------------------------------------------------------
+#
+# Who is alive, for the operator console: every WORKER_PRESENCE_SECONDS each
+# worker writes its hostname, queues, concurrency and how many tasks it runs
+# to Redis, in a hash (field: hostname) beside a sorted set of the same names
+# scored by when the entry lapses (3 intervals on). Readers take all live
+# entries in one script (and drop lapsed ones): one round trip, whatever the
+# number of workers, instead of a broadcast that waits out its whole timeout
+# because it cannot know how many workers will answer. A worker that stops
+# removes its entry; one that is killed lapses.
+
+PRESENCE_TTL_INTERVALS = 3
+
+# KEYS: index, entries. ARGV: now. -> the live entries (JSON).
+_LIVE = """
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if #lapsed > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+  redis.call('HDEL', KEYS[2], unpack(lapsed))
+end
+local names = redis.call('ZRANGE', KEYS[1], 0, -1)
+if #names == 0 then return {} end
+return redis.call('HMGET', KEYS[2], unpack(names))
+"""
+
+
+def _presence_keys() -> tuple[str, str]:
+    from django.conf import settings
+
+    prefix = f"{settings.CACHES['default'].get('KEY_PREFIX', '')}:workers"
+    return f"{prefix}:index", f"{prefix}:entries"
+
+
+def presence_interval() -> float:
+    """WORKER_PRESENCE_SECONDS, read at each beat (a changed setting applies)."""
+    from django.conf import settings
+
+    return settings.WORKER_PRESENCE_SECONDS
+
+
+def _presence_client():
+    from apps.caching.connections import redis_client
+
+    return redis_client()
+
+
+def presence_write(entry: dict, interval: float) -> bool:
+    """Record ``entry`` (its "hostname" is the key) for 3 intervals. Never raises."""
+    index, entries = _presence_keys()
+    lapses = time.time() + PRESENCE_TTL_INTERVALS * interval
+    try:
+        pipe = _presence_client().pipeline(transaction=True)
+        pipe.hset(entries, entry["hostname"], json.dumps(entry))
+        pipe.zadd(index, {entry["hostname"]: lapses})
+        # Both keys go if every worker is gone for long (a test run, say).
+        for key in (index, entries):
+            pipe.expire(key, int(PRESENCE_TTL_INTERVALS * interval) + 60)
+        pipe.execute()
+        return True
+    except Exception as exc:
+        logger.warning("worker presence not recorded", extra={"error": str(exc)[:200]})
+        return False
+
+
+def presence_remove(hostname: str) -> None:
+    index, entries = _presence_keys()
+    try:
+        _presence_client().pipeline(transaction=True).zrem(index, hostname).hdel(entries, hostname).execute()
+    except Exception as exc:  # it lapses instead
+        logger.warning("worker presence not removed", extra={"error": str(exc)[:200]})
+
+
+def live_workers() -> list[dict]:
+    """Every live worker's entry (hostname, queues, concurrency, active, at),
+    in one round trip bounded by REDIS_TIMEOUT_SECONDS. Raises when Redis
+    does not answer: the caller shows the reading as unavailable."""
+    index, entries = _presence_keys()
+    raw = _presence_client().eval(_LIVE, 2, index, entries, time.time())
+    workers = [json.loads(item) for item in raw if item]
+    return sorted(workers, key=lambda entry: entry.get("hostname", ""))
+
+
+class WorkerPresence(bootsteps.StartStopStep):
+    """Keep this worker's presence entry fresh (see above), from a thread of
+    its own so that a slow Redis never holds the consumer's event loop."""
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent, **kwargs):
+        super().__init__(parent, **kwargs)
+        self.entry: dict = {}
+        self.flusher = None
+
+    def start(self, consumer):
+        from apps.caching.flushers import Flusher
+
+        controller = getattr(consumer, "controller", None)
+        self.entry = {"hostname": consumer.hostname, "pid": os.getpid(), "started": time.time(),
+                      "queues": sorted(queue.name for queue in consumer.task_consumer.queues),
+                      "concurrency": getattr(controller, "concurrency", None)}
+        self.beat()  # seen at once, not one interval after start
+        if self.flusher is None:
+            self.flusher = Flusher("worker-presence", self.beat, presence_interval)
+        self.flusher.ensure_started()
+
+    def beat(self) -> bool:
+        entry = {**self.entry, "active": len(state.active_requests), "reserved": len(state.reserved_requests),
+                 "scheduled": len(state.scheduled_requests), "at": time.time()}
+        return presence_write(entry, presence_interval())
+
+    def stop(self, consumer):
+        if self.flusher is not None:
+            self.flusher.stop(timeout=1.0)
+
+    def shutdown(self, consumer):
+        self.stop(consumer)
+        if self.entry:
+            presence_remove(self.entry["hostname"])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.db import models
+from django.db.models.functions import Upper
 
 
 class DeadLetter(models.Model):
@@ -79,3 +81,123 @@ class AbstractOutboxMessage(models.Model):
 
 class OutboxMessage(AbstractOutboxMessage):
     """Outbox of control-plane changes (invitations, ...)."""
+
+
+class Job(models.Model):
+    """One task the platform ran or is to run: what, for which tenant, how far
+    it got. Written off the publish path, from events gathered in each
+    process (apps/jobs/records.py); ``seq`` orders events that reach the
+    table from several processes in any order."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        SCHEDULED = "scheduled"
+        RUNNING = "running"
+        RETRYING = "retrying"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        DEAD = "dead"
+        SKIPPED = "skipped"  # a duplicate of a unique job that ran (apps/jobs/uniqueness.py)
+        DISCARDED = "discarded"
+
+    task_id = models.CharField(max_length=64, primary_key=True)
+    task_name = models.CharField(max_length=200)
+    queue = models.CharField(max_length=100, blank=True, default="")
+    tenant_id = models.BigIntegerField(null=True, blank=True)
+    tenant_slug = models.CharField(max_length=40, blank=True, default="")
+    state = models.CharField(max_length=12, choices=State.choices)
+    seq = models.BigIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)  # starts, redeliveries included
+    eta = models.DateTimeField(null=True, blank=True)  # when it runs next (scheduled, retrying)
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    runtime = models.FloatField(null=True, blank=True)  # seconds, of the last attempt
+    worker = models.CharField(max_length=200, blank=True, default="")
+    # {"args": [...], "kwargs": {...}} as JSON text, redacted (apps/jobs/redaction.py)
+    # before it is stored; what the argument search looks in.
+    arguments = models.TextField(blank=True, default="")
+    error = models.TextField(blank=True, default="")  # of the last attempt that failed
+    history = models.JSONField(default=list)  # [{"t", "s", "n", "w", "e"}], the first 40 events
+    batch_id = models.UUIDField(null=True, blank=True)
+    dead_letter_id = models.BigIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-task_id"]
+        indexes = [
+            # The console's and tenant admin's lists: newest first, by state,
+            # within a tenant or a task.
+            models.Index(fields=["state", "-created_at"], name="jobs_job_state_created"),
+            models.Index(fields=["tenant_id", "state", "-created_at"], name="jobs_job_tenant_state"),
+            models.Index(fields=["task_name", "state", "-created_at"], name="jobs_job_task_state"),
+            models.Index(fields=["-created_at"], name="jobs_job_created"),
+            models.Index(fields=["updated_at"], name="jobs_job_updated"),  # the retention purge
+            models.Index(fields=["batch_id"], name="jobs_job_batch", condition=models.Q(batch_id__isnull=False)),
+            # Argument search: a case-insensitive substring (Django's
+            # icontains is UPPER(arguments) LIKE UPPER(...)), three characters
+            # or more, served by pg_trgm.
+            GinIndex(OpClass(Upper("arguments"), name="gin_trgm_ops"), name="jobs_job_arguments_trgm"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} [{self.tenant_slug or '-'}] {self.state}"
+
+
+class JobBatch(models.Model):
+    """Jobs sent together, counted as they finish; the callback is sent once
+    when the last one has (apps/jobs/batches.py)."""
+
+    class CallbackOn(models.TextChoices):
+        COMPLETE = "complete"  # whatever the outcome
+        SUCCESS = "success"  # only when no job failed for good
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=200)
+    total = models.PositiveIntegerField()
+    succeeded = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    callback = models.CharField(max_length=200, blank=True, default="")
+    callback_args = models.JSONField(default=list)
+    callback_kwargs = models.JSONField(default=dict)
+    callback_on = models.CharField(max_length=10, choices=CallbackOn.choices, default=CallbackOn.COMPLETE)
+    callback_message_id = models.UUIDField(null=True, blank=True)  # its control outbox row, and task id
+    callback_done_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.CharField(max_length=254, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.succeeded + self.failed}/{self.total})"
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else round(100 * self.done / self.total)
+
+
+class JobBatchCompletion(models.Model):
+    """A batch job that finished: counted once, however often it ran."""
+
+    batch = models.ForeignKey(JobBatch, on_delete=models.CASCADE, related_name="completions")
+    task_id = models.CharField(max_length=64)
+    outcome = models.CharField(max_length=10)  # succeeded, failed, skipped
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["batch", "task_id"], name="jobs_batch_completion_once")]
+
+
+class UniqueClaim(models.Model):
+    """A unique job's claim on its key, kept here while Redis does not answer
+    (apps/jobs/uniqueness.py)."""
+
+    key = models.CharField(max_length=250, primary_key=True)
+    task_id = models.CharField(max_length=64)
+    expires_at = models.DateTimeField(db_index=True)

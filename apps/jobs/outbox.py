@@ -274,12 +274,13 @@ def _coalesce(batch: list[_Job]) -> list[_Job]:
 
 def _run_job(job: _Job) -> bool:
     """Relay one job (with its tenant active); False when publishing failed."""
+    limit = max(500, len(job.ids))  # coalesced jobs may name more rows than one claim's default
     if job.tenant is None:
-        return not _relay(job.model, job.alias, job.ids)[1]
+        return not _relay(job.model, job.alias, job.ids, limit=limit)[1]
     from apps.tenancy.activation import tenant_activated
 
     with tenant_activated(job.tenant):
-        return not _relay(job.model, job.alias, job.ids)[1]
+        return not _relay(job.model, job.alias, job.ids, limit=limit)[1]
 
 
 relay_thread = RelayThread()
@@ -311,7 +312,37 @@ def enqueue(model, alias: str, task, *, args=(), kwargs=None, headers=None, tena
     message = model.objects.using(alias).create(
         task_name=task.name, args=list(args), kwargs=dict(kwargs or {}), headers=all_headers
     )
-    job = _Job(model, alias, (message.pk,), tenant)
+    _relay_after_commit(model, alias, [message.pk], tenant)
+    return message
+
+
+# Rows per relay job from enqueue_many: one claim statement each.
+RELAY_CHUNK = 500
+
+
+def enqueue_many(model, alias: str, items, *, tenant=None) -> list:
+    """Write one outbox row per ``(task, args, kwargs, headers)`` of
+    ``items`` in one INSERT (inside the caller's transaction), sent once it
+    commits, in claims of RELAY_CHUNK rows. For fan-outs (a batch's jobs)."""
+    base = {"request_id": request_id_var.get(), "user_id": user_var.get()}
+    if tracing.ENABLED:
+        tracing.inject(base)
+    rows = []
+    for task, args, kwargs, headers in items:
+        check = getattr(task, "check_arguments", None)
+        if check is not None:
+            check(list(args), dict(kwargs or {}))
+        rows.append(model(task_name=task.name, args=list(args), kwargs=dict(kwargs or {}),
+                          headers={**base, **(headers or {})}))
+    model.objects.using(alias).bulk_create(rows, batch_size=1000)
+    ids = [row.pk for row in rows]
+    for start in range(0, len(ids), RELAY_CHUNK):
+        _relay_after_commit(model, alias, ids[start:start + RELAY_CHUNK], tenant)
+    return rows
+
+
+def _relay_after_commit(model, alias: str, ids: list, tenant) -> None:
+    job = _Job(model, alias, tuple(ids), tenant)
 
     def after_commit() -> None:
         if connections[alias].in_atomic_block:
@@ -323,7 +354,6 @@ def enqueue(model, alias: str, task, *, args=(), kwargs=None, headers=None, tena
             relay_thread.submit(job)
 
     transaction.on_commit(after_commit, using=alias)
-    return message
 
 
 def sweep_delay() -> dt.timedelta:

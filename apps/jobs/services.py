@@ -10,14 +10,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import connections, router, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from . import outbox
 from .errors import RetryLater
-from .models import DeadLetter, Effect, OutboxMessage
+from .models import DeadLetter, Effect, Job, OutboxMessage, UniqueClaim
 
 logger = logging.getLogger(__name__)
 
@@ -34,20 +34,30 @@ def dead_letter_record(*, task_name, task_id, args, kwargs, headers, queue, exce
 
 
 def dead_letter_replay(*, dead_letter: DeadLetter) -> str:
-    """Send the task again, with its original tenant and arguments."""
+    """Send the task again, with its original tenant and arguments, under its
+    own task id as the next run of its job record (apps/jobs/records.py), so
+    the record follows the replay instead of staying dead."""
     from celery import current_app as app  # the project app (config loads it with Django)
+
+    from .records import RUN
+    from .redaction import redacted_repr
 
     if dead_letter.status != DeadLetter.Status.DEAD:
         raise ValueError(f"dead letter {dead_letter.pk} is {dead_letter.status}, not dead")
-    from .redaction import redacted_repr
-
+    task_id = dead_letter.task_id or None
+    seq = Job.objects.filter(pk=task_id).values_list("seq", flat=True).first() if task_id else None
+    run = (seq or 0) // RUN + 1
     options = {"queue": dead_letter.queue} if dead_letter.queue else {}
     argsrepr, kwargsrepr = redacted_repr(dead_letter.args, dead_letter.kwargs)
     result = app.send_task(dead_letter.task_name, args=dead_letter.args, kwargs=dead_letter.kwargs,
-                           headers=dead_letter.headers, argsrepr=argsrepr, kwargsrepr=kwargsrepr, **options)
+                           headers={**dead_letter.headers, "job_run": run}, task_id=task_id, argsrepr=argsrepr,
+                           kwargsrepr=kwargsrepr, **options)
     DeadLetter.objects.filter(pk=dead_letter.pk).update(
         status=DeadLetter.Status.REPLAYED, replayed_at=timezone.now(), replay_task_id=result.id
     )
+    # Unless the worker's own events for this run got there first.
+    Job.objects.filter(pk=result.id, seq__lt=run * RUN).update(
+        state=Job.State.QUEUED, seq=run * RUN, eta=None, finished_at=None, updated_at=timezone.now())
     return result.id
 
 
@@ -140,3 +150,92 @@ def control_outbox_purge() -> int:
 def dead_letters_purge(*, queryset) -> int:
     deleted, _ = queryset.delete()
     return deleted
+
+
+# --- job records -----------------------------------------------------------------
+
+RETRYABLE = (Job.State.FAILED, Job.State.DEAD)
+
+
+class JobNotRetryable(ValueError):
+    """The job cannot be retried or discarded (not failed, or no dead letter
+    keeps its arguments); the message says which."""
+
+
+def job_dead_letter(job: Job) -> DeadLetter | None:
+    """The waiting dead letter that holds ``job``'s original arguments."""
+    waiting = DeadLetter.objects.filter(status=DeadLetter.Status.DEAD)
+    if job.dead_letter_id:
+        found = waiting.filter(pk=job.dead_letter_id).first()
+        if found is not None:
+            return found
+    return waiting.filter(task_id=job.task_id).order_by("-id").first()
+
+
+def _retryable(job: Job) -> DeadLetter:
+    if job.state not in RETRYABLE:
+        raise JobNotRetryable(f"Job {job.task_id} is {job.state}, not failed or dead.")
+    dead = job_dead_letter(job)
+    if dead is None:
+        raise JobNotRetryable(f"No waiting dead letter keeps the arguments of job {job.task_id}.")
+    return dead
+
+
+def job_retry(*, job: Job) -> str:
+    """Run a failed or dead job again now: its dead letter (which keeps the
+    arguments; the record has them redacted) is replayed under the job's
+    own task id, as the record's next run."""
+    return dead_letter_replay(dead_letter=_retryable(job))
+
+
+def job_discard(*, job: Job) -> None:
+    """Give a failed or dead job up: its dead letter is discarded too."""
+    from .records import STEPS
+
+    if job.state not in RETRYABLE:
+        raise JobNotRetryable(f"Job {job.task_id} is {job.state}, not failed or dead.")
+    dead = job_dead_letter(job)
+    if dead is not None:
+        dead_letter_discard(dead_letter=dead)
+    Job.objects.filter(pk=job.pk, seq=job.seq).update(
+        state=Job.State.DISCARDED, seq=job.seq - job.seq % 10 + STEPS["discarded"], updated_at=timezone.now())
+
+
+PURGE_JOBS_SQL = "DELETE FROM jobs_job WHERE task_id IN (SELECT task_id FROM jobs_job WHERE {where} LIMIT %s)"
+PURGE_BATCHES_SQL = """
+WITH old AS (SELECT id FROM jobs_jobbatch WHERE finished_at < %s LIMIT %s),
+     gone AS (DELETE FROM jobs_jobbatchcompletion WHERE batch_id IN (SELECT id FROM old))
+DELETE FROM jobs_jobbatch WHERE id IN (SELECT id FROM old)
+"""
+
+
+def _purge_in_batches(sql: str, params: list, batch: int) -> int:
+    """Run a bounded DELETE until it deletes less than ``batch`` rows (short
+    locks, bounded WAL per statement)."""
+    alias = router.db_for_write(Job)
+    deleted = 0
+    while True:
+        with connections[alias].cursor() as cursor:
+            cursor.execute(sql, [*params, batch])
+            count = cursor.rowcount
+        deleted += count
+        if count < batch:
+            return deleted
+
+
+def job_records_purge() -> dict[str, int]:
+    """Delete records past their retention: succeeded and skipped ones after
+    JOB_RECORD_SUCCEEDED_RETENTION_SECONDS, every other one (and finished
+    batches, and lapsed unique claims) after JOB_RECORD_RETENTION_SECONDS."""
+    now = timezone.now()
+    short = now - dt.timedelta(seconds=settings.JOB_RECORD_SUCCEEDED_RETENTION_SECONDS)
+    long = now - dt.timedelta(seconds=settings.JOB_RECORD_RETENTION_SECONDS)
+    batch = settings.JOB_RECORD_PURGE_BATCH
+    done = [Job.State.SUCCEEDED, Job.State.SKIPPED]
+    return {
+        "jobs": _purge_in_batches(PURGE_JOBS_SQL.format(where="state = ANY(%s) AND updated_at < %s"),
+                                  [done, short], batch)
+        + _purge_in_batches(PURGE_JOBS_SQL.format(where="updated_at < %s"), [long], batch),
+        "batches": _purge_in_batches(PURGE_BATCHES_SQL, [long], batch),
+        "unique_claims": UniqueClaim.objects.filter(expires_at__lt=now).delete()[0],
+    }

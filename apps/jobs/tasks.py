@@ -43,3 +43,43 @@ def fairness_sweep() -> int:
     from .fairness import sweep
 
     return sweep()
+
+
+@shared_task(base=PlatformTask, name="jobs.unique_probe", ignore_result=True, unique_for=60,
+             unique_key=lambda args, kwargs: kwargs.get("key") or (args[0] if args else ""))
+def unique_probe(key: str, seconds: float = 0.0) -> None:
+    """Uniqueness probe: appends its start time to the Redis list ``key``,
+    once per key a minute however often it is enqueued (tests, benchmarks)."""
+    from apps.caching.connections import redis_client
+
+    client = redis_client()
+    client.rpush(key, time.time())
+    client.expire(key, 3600)
+    if seconds:
+        time.sleep(min(seconds, 60.0))
+
+
+@shared_task(base=PlatformTask, name="jobs.purge_records", ignore_result=True)
+def purge_records() -> dict:
+    """Hourly: job records, finished batches and lapsed unique claims past their retention."""
+    from .services import job_records_purge
+
+    return job_records_purge()
+
+
+@shared_task(bind=True, base=PlatformTask, name="jobs.batch_report", ignore_result=True)
+def batch_report(self) -> dict:
+    """A batch's callback that reports how it went (in the log; the console
+    shows the batch): for batches whose outcome nobody else acts on."""
+    import logging
+
+    from .batches import batch_progress
+    from .models import JobBatch
+
+    batch = JobBatch.objects.filter(pk=self.header("batch_callback")).first()
+    if batch is None:
+        return {}
+    progress = batch_progress(batch)
+    logging.getLogger(__name__).info("batch report", extra={key: progress[key] for key in (
+        "id", "name", "total", "succeeded", "failed")})
+    return progress

@@ -52,6 +52,8 @@ EMAILS: dict[str, Email] = {e.name: e for e in [
     _email("report_ready", {"tenant_name", "kind", "format", "rows", "valid_hours"}, {"export_id"}),
     _email("export_failed", {"tenant_name", "kind", "format"}, {"export_id"}),
     _email("quota_warning", {"tenant_name", "quota", "used", "limit", "plan", "percent", "upgrade_plan"}),
+    # Its link resolver is registered by apps/webhooks (the tenant admin's webhooks page).
+    _email("webhook_endpoint_disabled", {"tenant_name", "endpoint_id", "endpoint_host", "failing_days"}),
 ]}
 
 # (refs, tenant id or None) -> the resolved context values. tenant id comes

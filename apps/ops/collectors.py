@@ -421,6 +421,20 @@ PLATFORM_COLLECTORS = [
 ]
 
 
+# What apps above this one read from their own tables (webhooks' backlog)
+# use the same bounded cursors and schema lists, and register here.
+tenant_schemas = _tenant_schemas
+bounded_cursor = _bounded_cursor
+shard_name = _shard_name
+gauge = _gauge
+
+
+def collector_register(name: str, read: Callable[[], Iterable[GaugeMetricFamily]]) -> None:
+    """Add a reading (from an app's AppConfig.ready(); ops imports no app above it)."""
+    if all(collector.name != name for collector in PLATFORM_COLLECTORS):
+        PLATFORM_COLLECTORS.append(CachedCollector(name, read))
+
+
 def platform_exposition() -> bytes:
     """What the web's /metrics answers: every process's samples and the
     shared-state readings."""

@@ -41,6 +41,37 @@ def tenant_event_emit(event: str, *, args=(), kwargs=None) -> list[TenantOutboxM
     return [tenant_outbox_enqueue(task, args=args, kwargs=kwargs) for task in _subscribers.get(event, ())]
 
 
+# Typed events ("document.created", "member.added", ...): a domain app
+# announces what changed, as items {"object_id": ..., "data": {...}}, without
+# knowing who records them; the app that does (webhooks, a tier above the
+# domain) registers a recorder per plane in its AppConfig.ready(). A recorder
+# runs inside the announcing transaction, so what it writes commits or rolls
+# back with the change: on the tenant's shard for tenant-plane changes, on the
+# control database for control-plane ones (members, plans), each in its own
+# change's transaction, since none spans both.
+_recorders: dict[str, list] = {"tenant": [], "control": []}
+
+
+def event_recorder_register(plane: str, recorder) -> None:
+    """``recorder(event_type, items)`` for the tenant plane, or
+    ``recorder(event_type, items, tenant_id=...)`` for the control plane (idempotent)."""
+    if recorder not in _recorders[plane]:
+        _recorders[plane].append(recorder)
+
+
+def tenant_events_emit(event_type: str, items: list[dict]) -> None:
+    """Announce tenant-plane changes inside their transaction on the active tenant's shard."""
+    require_active_tenant()
+    for recorder in _recorders["tenant"]:
+        recorder(event_type, items)
+
+
+def control_events_emit(event_type: str, items: list[dict], *, tenant_id: int) -> None:
+    """Announce control-plane changes of a tenant inside their transaction on the control database."""
+    for recorder in _recorders["control"]:
+        recorder(event_type, items, tenant_id=tenant_id)
+
+
 def tenant_outbox_sweep() -> int:
     """Send the active tenant's rows that the after-commit relay could not."""
     return outbox.relay(TenantOutboxMessage, tenant_write_alias(), older_than=outbox.sweep_delay())

@@ -46,6 +46,16 @@ class ExportTask(TenantTask):
             export = ExportRequest.objects.using(tenant_write_alias()).filter(pk=export_id).first()
             if export is not None:
                 _email_requester(export, "export_failed", {"kind": export.kind, "format": export.format})
+                if export.status == ExportRequest.Status.FAILED:
+                    _export_event("export.failed", export, error=export.error)
+
+
+def _export_event(event_type: str, export: ExportRequest, **data) -> None:
+    """export.completed / export.failed, recorded in this transaction (for webhooks)."""
+    from apps.outbox.services import tenant_events_emit
+
+    tenant_events_emit(event_type, [{"object_id": str(export.pk), "data": {
+        "id": str(export.pk), "kind": export.kind, "format": export.format, **data}}])
 
 
 def _email_requester(export: ExportRequest, template: str, context: dict) -> None:
@@ -100,4 +110,5 @@ def run_export(export_id: str) -> str:
             _email_requester(export, "report_ready", {
                 "kind": export.kind, "format": export.format, "rows": count,
                 "valid_hours": settings.EXPORT_DOWNLOAD_SECONDS // 3600})
+        _export_event("export.completed", export, rows=count)
     return stored

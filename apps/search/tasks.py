@@ -15,7 +15,9 @@ def index_documents(document_ids: list[int]) -> int:
     return services.search_index_documents(document_ids)
 
 
-@shared_task(base=TenantTask, name="search.rebuild_index")
+# One rebuild per tenant in five minutes, however often it is asked for
+# (apps/jobs/uniqueness.py): the arguments do not make another rebuild.
+@shared_task(base=TenantTask, name="search.rebuild_index", unique_for=300, unique_key=lambda args, kwargs: "index")
 def rebuild_index(batch_size: int = 500, restart: bool = False) -> int:
     return services.search_rebuild(batch_size=batch_size, restart=restart).done
 

@@ -47,7 +47,13 @@ SPECTACULAR_SETTINGS = {
         "DocumentStatusEnum": "apps.content.models.Document.Status",
         "MemberRoleEnum": "apps.accounts.models.Membership.Role",
         "ExportStatusEnum": "apps.reports.models.ExportRequest.Status",
+        "WebhookDeliveryStateEnum": "apps.webhooks.models.Delivery.State",
+        "WebhookEventTypeEnum": "apps.webhooks.catalogue.EVENT_TYPES",
+        "WebhookEventTypeOrAllEnum": "apps.api.endpoints.webhooks.EVENT_TYPE_CHOICES",
     },
+    # The events a tenant's endpoints receive, one per type, with their payloads
+    # (the catalogue: apps/webhooks/catalogue.py).
+    "WEBHOOKS": "apps.webhooks.catalogue.OPENAPI_WEBHOOKS",
 }
 # Bulk requests (500 documents, 1,000 events) fit; larger bodies get 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 5 * 1024 * 1024, minimum=1, unit="bytes")

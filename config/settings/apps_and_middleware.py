@@ -21,6 +21,7 @@ SHARED_APPS = [
     "apps.ratelimit",
     "apps.caching",
     "apps.flags",
+    "apps.lifecycle",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",
@@ -42,6 +43,7 @@ TENANT_APPS = [
     "apps.reports",
     "apps.idempotency",
     "apps.outbox",
+    "apps.webhooks",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

@@ -17,10 +17,13 @@ The settings live in one module per topic, all gathered here:
     caching              Redis, the cache, its health probes, pushed invalidations
     tasks                Celery (broker, queues, routes, beat), the outbox relay,
                          once-only effects, exports
+    jobs                 job records, worker presence, unique jobs, batches
     notifications        email and the circuit breaker around it
     api                  REST framework, the OpenAPI schema, request bounds
     ratelimit            rate limits and load shedding
     observability        metrics, logs, traces, the operator console's readings
+    webhooks             tenant webhooks: delivery bounds, retries, limits per plan
+    lifecycle            whole-tenant exports and imports, offboarding, erasure
 
 Each module imports from the others what it builds on (``tasks`` takes
 REDIS_URL from ``caching``, say), so the order of the imports below carries
@@ -51,9 +54,12 @@ from .environment import (  # noqa: F401
     env_named_urls,
     env_url,
 )
+from .jobs import *  # noqa: F403
+from .lifecycle import *  # noqa: F403
 from .notifications import *  # noqa: F403
 from .observability import *  # noqa: F403
 from .ratelimit import *  # noqa: F403
 from .security import *  # noqa: F403
 from .tasks import *  # noqa: F403
 from .tenancy import *  # noqa: F403
+from .webhooks import *  # noqa: F403

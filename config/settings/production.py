@@ -1,7 +1,7 @@
 """Production: secrets must come from the environment; HTTPS everywhere."""
 
 from .base import *  # noqa: F403
-from .base import env_bool, env_int
+from .base import WEBHOOKS_ALLOW_HTTP, WEBHOOKS_ALLOW_LOOPBACK, env_bool, env_int
 from .environment import require
 
 # Each of these has a default that points at this machine (a local database,
@@ -32,3 +32,11 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 # Preloading HSTS is a one-way commitment of the whole domain: opt in per deployment.
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SILENCED_SYSTEM_CHECKS = ["security.W008", "security.W021"]
+
+# Webhooks go to public https addresses only. The switches that let tests and
+# a developer's machine reach a loopback receiver over http must never be on
+# here: a tenant could otherwise aim deliveries at the pod's own services.
+if WEBHOOKS_ALLOW_LOOPBACK or WEBHOOKS_ALLOW_HTTP:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("WEBHOOKS_ALLOW_LOOPBACK and WEBHOOKS_ALLOW_HTTP must be off in production")

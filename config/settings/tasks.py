@@ -5,7 +5,9 @@ from __future__ import annotations
 from .caching import CACHE_INVALIDATION_SWEEP_SECONDS, REDIS_URL
 from .core import BASE_DIR
 from .environment import BROKER_SCHEMES, env, env_float, env_int, env_url
+from .lifecycle import TENANT_ERASURE_SWEEP_SECONDS
 from .tenancy import MOVE_RECOVERY_SECONDS
+from .webhooks import WEBHOOKS_SWEEP_SECONDS
 
 # --- tasks ----------------------------------------------------------------
 # Redis is the default broker; RabbitMQ by setting CELERY_BROKER_URL=amqp://...
@@ -41,7 +43,7 @@ if BROKER_IS_AMQP:
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
-TASK_QUEUES = ["default", "emails", "exports", "search", "maintenance"]
+TASK_QUEUES = ["default", "emails", "exports", "search", "maintenance", "webhooks"]
 CELERY_TASK_ROUTES = {
     "notifications.*": {"queue": "emails"},
     "reports.*": {"queue": "exports"},
@@ -51,6 +53,14 @@ CELERY_TASK_ROUTES = {
     "idempotency.*": {"queue": "maintenance"},
     "caching.*": {"queue": "maintenance"},
     "tenancy.*": {"queue": "maintenance"},
+    # A whole-tenant export is long and heavy like the reports; erasure is upkeep.
+    "lifecycle.export_tenant": {"queue": "exports"},
+    "lifecycle.*": {"queue": "maintenance"},
+    # Deliveries to tenants' endpoints: a worker group of their own, so a
+    # slow receiver holds no email, export or sweep.
+    "webhooks.*": {"queue": "webhooks"},
+    "webhooks.purge": {"queue": "maintenance"},
+    "webhooks.purge_tenants": {"queue": "maintenance"},
 }
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -64,6 +74,12 @@ CELERY_BEAT_SCHEDULE: dict = {
                                   "schedule": CACHE_INVALIDATION_SWEEP_SECONDS},
     # A move whose mover died is rolled back (before its switch) or finished (after).
     "recover-moves": {"task": "tenancy.recover_moves", "schedule": MOVE_RECOVERY_SECONDS},
+    # Offboarded tenants whose grace period is over are erased.
+    "erase-offboarded-tenants": {"task": "lifecycle.erase_due",
+                                 "schedule": TENANT_ERASURE_SWEEP_SECONDS},
+    # Webhook retries that came due, and any wake-up lost on the way.
+    "sweep-webhooks": {"task": "webhooks.sweep", "schedule": WEBHOOKS_SWEEP_SECONDS},
+    "purge-webhook-events": {"task": "webhooks.purge", "schedule": 3600},
 }
 # An outbox row still unsent this long after its commit is sent by the sweep.
 OUTBOX_SWEEP_AFTER_SECONDS = env_int("OUTBOX_SWEEP_AFTER_SECONDS", 10, minimum=0, unit="seconds")

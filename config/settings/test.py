@@ -36,3 +36,7 @@ TRACING_SPAN_FILE = env("TRACING_SPAN_FILE")
 if TRACING_SPAN_FILE:
     TRACING_ENABLED = True
     TRACING_SYNC_EXPORTERS = ["tests.span_file.JsonLinesSpanExporter"]
+# Tests deliver webhooks to receivers they start on loopback, over http.
+# (Production refuses both; the tests of destination safety switch them off.)
+WEBHOOKS_ALLOW_LOOPBACK = env_bool("WEBHOOKS_ALLOW_LOOPBACK", True)
+WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", True)

@@ -2,9 +2,9 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 
 from apps.accounts.models import Membership
-from apps.api.pagination import TenantCursorPagination, paginated
-from apps.api.serializers import StrictSerializer, validated
-from apps.api.views import TenantAPIView
+from apps.api.pagination import PageQuery, TenantCursorPagination, paginated
+from apps.api.serializers import InstantField
+from apps.api.views import TenantAPIView, query_parameters
 from apps.audit.models import AuditEntry
 from apps.audit.selectors import audit_entries
 
@@ -24,22 +24,18 @@ class AuditEntryOutput(serializers.ModelSerializer):
 class AuditListApi(TenantAPIView):
     read_role = Membership.Role.ADMIN  # owners and admins
 
-    class AuditEntryFilter(StrictSerializer):
+    class AuditEntryFilter(PageQuery):
         object_type = serializers.CharField(max_length=100, required=False)
         object_id = serializers.CharField(max_length=64, required=False)
         actor_id = serializers.IntegerField(required=False, min_value=1)
         action = serializers.ChoiceField(choices=AuditEntry.Action.choices, required=False)
-        since = serializers.DateTimeField(required=False)
-        until = serializers.DateTimeField(required=False)
-        cursor = serializers.CharField(required=False, max_length=500)
-        page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
+        since = InstantField(required=False)
+        until = InstantField(required=False)
 
-    @extend_schema(
-        parameters=[AuditEntryFilter],  # the query parameters as validated, constraints included
-        responses=paginated(AuditEntryOutput, "AuditEntryPage"), operation_id="audit_list",
-    )
+    @query_parameters(AuditEntryFilter)
+    @extend_schema(responses=paginated(AuditEntryOutput, "AuditEntryPage"), operation_id="audit_list")
     def get(self, request):
-        filters = validated(self.AuditEntryFilter, request.query_params.dict())
+        filters = dict(self.query)
         filters.pop("cursor", None)
         filters.pop("page_size", None)
         paginator = AuditPagination()

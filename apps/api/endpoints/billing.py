@@ -8,8 +8,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 
 from apps.analytics.selectors import daily_usage
-from apps.api.serializers import StrictSerializer, validated
-from apps.api.views import TenantAPIView
+from apps.api.serializers import StrictSerializer
+from apps.api.views import TenantAPIView, query_parameters
 from apps.billing.selectors import usage_summary
 
 
@@ -46,11 +46,9 @@ class EventUsageApi(TenantAPIView):
         event_type = serializers.CharField()
         count = serializers.IntegerField()
 
-    @extend_schema(
-        parameters=[EventUsageFilter],  # the query parameters as validated, constraints included
-        responses=EventUsageRow(many=True), operation_id="usage_events",
-    )
+    @query_parameters(EventUsageFilter)
+    @extend_schema(responses=EventUsageRow(many=True), operation_id="usage_events")
     def get(self, request):
-        filters = validated(self.EventUsageFilter, request.query_params.dict())
+        filters = self.query
         rows = daily_usage(since=filters["since"], until=filters["until"], event_type=filters.get("type"))
         return Response(self.EventUsageRow(rows, many=True).data)

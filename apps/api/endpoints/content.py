@@ -8,14 +8,13 @@ import json
 
 from django.utils import timezone
 from django.utils.http import http_date
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 
-from apps.api.pagination import TenantCursorPagination, paginated
-from apps.api.serializers import StrictSerializer, validated
-from apps.api.views import TenantAPIView
+from apps.api.pagination import PageQuery, TenantCursorPagination, paginated
+from apps.api.serializers import InstantField, StrictSerializer, validated
+from apps.api.views import IF_MATCH, TenantAPIView, query_parameters
 from apps.content import selectors, services
 from apps.content.models import Document
 from apps.http.errors import NotFound, PreconditionFailed, PreconditionRequired
@@ -94,16 +93,14 @@ class DocumentPatch(StrictSerializer):
     status = serializers.ChoiceField(choices=Document.Status.choices, required=False)
 
 
-class DocumentFilters(StrictSerializer):
+class DocumentFilters(PageQuery):
     status = serializers.ChoiceField(choices=Document.Status.choices, required=False)
     tag = serializers.CharField(max_length=50, required=False)
     author_id = serializers.IntegerField(required=False, min_value=1)
     q = serializers.CharField(max_length=200, required=False, help_text="title contains")
-    created_after = serializers.DateTimeField(required=False)
-    created_before = serializers.DateTimeField(required=False)
+    created_after = InstantField(required=False)
+    created_before = InstantField(required=False)
     ordering = serializers.ChoiceField(choices=sorted(ORDERINGS), required=False, default="-created_at")
-    cursor = serializers.CharField(required=False, max_length=500)
-    page_size = serializers.IntegerField(required=False, min_value=1, max_value=200)
 
 
 class DocumentCursorPagination(TenantCursorPagination):
@@ -111,15 +108,11 @@ class DocumentCursorPagination(TenantCursorPagination):
         return (view.ordering_value,)
 
 
-# The query parameters as validated, constraints included.
-LIST_PARAMETERS = [DocumentFilters]
-
-
 class DocumentListCreateApi(TenantAPIView):
-    @extend_schema(parameters=LIST_PARAMETERS, responses=paginated(DocumentOutput, "DocumentPage"),
-                   operation_id="documents_list")
+    @query_parameters(DocumentFilters)
+    @extend_schema(responses=paginated(DocumentOutput, "DocumentPage"), operation_id="documents_list")
     def get(self, request):
-        filters = validated(DocumentFilters, request.query_params.dict())
+        filters = dict(self.query)
         self.ordering_value = filters.pop("ordering")
         filters.pop("cursor", None)
         filters.pop("page_size", None)
@@ -172,10 +165,8 @@ class DocumentDetailApi(TenantAPIView):
         response["Last-Modified"] = http_date(cached["modified"].timestamp())
         return response
 
-    @extend_schema(
-        request=DocumentPatch, responses={200: DocumentOutput}, operation_id="documents_update",
-        parameters=[OpenApiParameter("If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True)],
-    )
+    @extend_schema(request=DocumentPatch, responses={200: DocumentOutput}, operation_id="documents_update",
+                   parameters=[IF_MATCH])
     def patch(self, request, document_id: int):
         changes = validated(DocumentPatch, request.data)
         version = expected_version(request)
@@ -184,10 +175,7 @@ class DocumentDetailApi(TenantAPIView):
         response["ETag"] = etag_of(document)
         return response
 
-    @extend_schema(
-        responses={204: None}, operation_id="documents_destroy",
-        parameters=[OpenApiParameter("If-Match", OpenApiTypes.STR, OpenApiParameter.HEADER, required=True)],
-    )
+    @extend_schema(responses={204: None}, operation_id="documents_destroy", parameters=[IF_MATCH])
     def delete(self, request, document_id: int):
         services.document_delete(document_id=document_id, expected_version=expected_version(request))
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,15 +1,16 @@
 from django.core.files.storage import default_storage
+from django.core.validators import RegexValidator
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from apps.api.pagination import TenantCursorPagination, paginated
-from apps.api.serializers import StrictSerializer, validated
-from apps.api.views import TenantAPIView
+from apps.api.pagination import PageQuery, TenantCursorPagination, paginated
+from apps.api.serializers import InstantField, StrictSerializer, validated
+from apps.api.views import TenantAPIView, query_parameters
 from apps.content.models import Document
 from apps.http.errors import NotFound
 from apps.reports import selectors, services
@@ -53,8 +54,8 @@ class DocumentExportFilters(StrictSerializer):
 class EventExportFilters(StrictSerializer):
     # Checked here, not in the worker: a bad time would fail the export there.
     type = serializers.CharField(max_length=100, required=False)
-    since = serializers.DateTimeField(required=False)
-    until = serializers.DateTimeField(required=False)
+    since = InstantField(required=False)
+    until = InstantField(required=False)
 
 
 class DocumentExportInput(StrictSerializer):
@@ -92,6 +93,7 @@ def export_input(data) -> dict:
 class ExportListCreateApi(TenantAPIView):
     rate_scope = {"POST": "exports"}
 
+    @query_parameters(PageQuery)
     @extend_schema(responses=paginated(ExportOutput, "ExportPage"), operation_id="exports_list")
     def get(self, request):
         paginator = TenantCursorPagination()
@@ -122,11 +124,16 @@ class ExportDownloadApi(TenantAPIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    @extend_schema(parameters=[OpenApiParameter("token", OpenApiTypes.STR, required=True)],
-                   responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, auth=[],
+    class DownloadQuery(StrictSerializer):
+        # A signed token is about 100 characters of URL-safe text.
+        token = serializers.CharField(max_length=500, validators=[RegexValidator(r"^[A-Za-z0-9_:.-]+$")],
+                                      help_text="From the export's download_url.")
+
+    @query_parameters(DownloadQuery)
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, auth=[],
                    operation_id="exports_download")
     def get(self, request, export_id):
-        token = request.query_params.get("token", "")
+        token = self.query["token"]
         if not services.download_token_valid(tenant=request.tenant, export_id=str(export_id), token=token):
             raise NotFound("This download link is not valid or has expired.")
         export = ExportRequest.objects.filter(pk=export_id, status=ExportRequest.Status.DONE).first()

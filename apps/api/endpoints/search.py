@@ -2,8 +2,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 
-from apps.api.serializers import StrictSerializer, validated
-from apps.api.views import TenantAPIView
+from apps.api.serializers import StrictSerializer
+from apps.api.views import TenantAPIView, query_parameters
 from apps.content.models import Document
 from apps.search.selectors import document_search
 
@@ -27,12 +27,9 @@ class SearchApi(TenantAPIView):
         query = serializers.CharField()
         results = SearchResult(many=True)
 
-    @extend_schema(
-        parameters=[SearchFilter],  # the query parameters as validated, constraints included
-        responses=SearchOutput,
-        operation_id="search",
-    )
+    @query_parameters(SearchFilter)
+    @extend_schema(responses=SearchOutput, operation_id="search")
     def get(self, request):
-        filters = validated(self.SearchFilter, request.query_params.dict())
+        filters = self.query
         results = document_search(query=filters["q"], limit=filters["limit"], status=filters.get("status"))
         return Response({"query": filters["q"], "results": SearchResult(results, many=True).data})

@@ -49,3 +49,7 @@ class DeadLetterActionForm(ReasonForm):
         if not ids:
             raise forms.ValidationError("Choose at least one dead letter.")
         return ids
+
+
+class OffboardForm(ReasonForm):
+    now = forms.BooleanField(required=False, label="Erase at the next erasure run, without the grace period")

@@ -4,10 +4,11 @@ The console does not query queues, shards, dead letters, outboxes and
 partitions its own way: it runs the Prometheus collectors of
 apps/ops/collectors.py (and shares their cached readings, so a
 console refresh and a scrape cost one reading per METRICS_CACHE_SECONDS) and
-turns their metric families into rows. Each source runs in a thread of its
-own and the page waits at most CONSOLE_READ_TIMEOUT_SECONDS for all of them
-together: a source that is down or slow shows "unavailable" instead of
-holding (or failing) the page.
+turns their metric families into rows. Workers come from the presence
+entries they keep in Redis, jobs from the job records. Each source runs in
+a thread of its own and the page waits at most CONSOLE_READ_TIMEOUT_SECONDS
+for all of them together: a source that is down or slow shows
+"unavailable" instead of holding (or failing) the page.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class Reading:
     up: bool = False
     samples: Samples = field(default_factory=dict)
     error: str = ""
+    rows: list = field(default_factory=list)  # what a source lists besides its figures (workers, jobs)
 
     def series(self, metric: str) -> list[tuple[dict[str, str], float]]:
         return self.samples.get(metric, [])
@@ -99,35 +101,37 @@ def collector_source(name: str):
     return lambda: _families_to_reading(name, collector.collect())
 
 
-_workers_cache: dict[str, tuple[float, Reading]] = {}
-_workers_lock = threading.Lock()
-
-
 def workers_source() -> Reading:
-    """Workers alive per queue: a broadcast ping through the broker, answered
-    by each worker with the queues it consumes. A broadcast waits out its
-    whole timeout (it cannot know how many workers will answer), so the
-    timeout is short (1 s) and a reading is reused for METRICS_CACHE_SECONDS,
-    as the collectors' are."""
-    # The project's app (config.celery_app makes itself current when Django
-    # loads config), without importing the project configuration from apps.
-    from celery import current_app as app
+    """Workers alive per queue, from the presence entries every worker keeps
+    in Redis (apps.jobs.heartbeat): one round trip, bounded by
+    REDIS_TIMEOUT_SECONDS. Never a broadcast to the workers, which would
+    wait out its whole timeout on every load."""
+    from apps.jobs.heartbeat import live_workers
 
-    with _workers_lock:
-        at, cached = _workers_cache.get("workers", (float("-inf"), None))
-        if cached is not None and time.monotonic() - at < settings.METRICS_CACHE_SECONDS:
-            return cached
-        timeout = min(1.0, max(0.2, read_timeout() - 0.5))
-        replies = app.control.inspect(timeout=timeout).active_queues() or {}
-        per_queue: dict[str, int] = defaultdict(int)
-        for queues in replies.values():
-            for queue in queues or []:
-                per_queue[queue.get("name", "")] += 1
-        reading = Reading(name="workers", up=True)
-        reading.samples["workers"] = [({"queue": q}, float(n)) for q, n in sorted(per_queue.items())]
-        reading.samples["workers_total"] = [({}, float(len(replies)))]
-        _workers_cache["workers"] = (time.monotonic(), reading)
-        return reading
+    workers = live_workers()
+    per_queue: dict[str, int] = defaultdict(int)
+    for worker in workers:
+        for queue in worker.get("queues") or []:
+            per_queue[queue] += 1
+    reading = Reading(name="workers", up=True, rows=workers)
+    reading.samples["workers"] = [({"queue": q}, float(n)) for q, n in sorted(per_queue.items())]
+    reading.samples["workers_total"] = [({}, float(len(workers)))]
+    return reading
+
+
+# What the overview counts of the job records (each count capped).
+JOB_STATES_SHOWN = ("queued", "scheduled", "running", "retrying", "failed", "dead")
+
+
+def jobs_source() -> Reading:
+    """Jobs per state (capped counts, apps.jobs.selectors) and the newest
+    retrying and dead ones: what is running, waiting to retry, or gave up."""
+    from apps.jobs.selectors import JobFilter, recent_jobs, state_counts
+
+    counts = state_counts(JobFilter(), JOB_STATES_SHOWN)
+    reading = Reading(name="jobs", up=True, rows=recent_jobs("retrying") + recent_jobs("dead"))
+    reading.samples["jobs"] = [({"state": state}, float(n)) for state, n in counts.items()]
+    return reading
 
 
 OVERVIEW_COLLECTORS = ("queues", "dead_letters", "outboxes", "shards", "partitions")
@@ -136,4 +140,5 @@ OVERVIEW_COLLECTORS = ("queues", "dead_letters", "outboxes", "shards", "partitio
 def overview_readings(timeout: float | None = None) -> dict[str, Reading]:
     sources = {name: collector_source(name) for name in OVERVIEW_COLLECTORS}
     sources["workers"] = workers_source
+    sources["jobs"] = jobs_source
     return read_all(sources, timeout)

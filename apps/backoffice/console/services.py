@@ -304,3 +304,113 @@ def dead_letters_discard(*, ids: list[int], actor, reason: str, filters: dict | 
 
     return _perform(kind=Kind.DEAD_LETTER_DISCARD, actor=actor, reason=reason, target=target, tenant_id=tenant_id,
                     do=do)
+
+
+# --- a whole tenant: export, offboarding (apps/lifecycle) --------------------------
+TENANT_OFFBOARD = Kind.TENANT_OFFBOARD
+TENANT_OFFBOARD_UNDO = Kind.TENANT_OFFBOARD_UNDO
+
+
+def tenant_export_whole(*, tenant: Tenant, actor, reason: str) -> OperatorAction:
+    """Archive every table, control-plane row and file of the tenant (the export workers run it)."""
+    from apps.lifecycle.services import export_request
+
+    _refuse_public(tenant)
+
+    def do():
+        export = export_request(tenant=tenant, requested_by_id=getattr(actor, "pk", None))
+        return {"tenant_export": str(export.pk)}
+
+    return _perform(kind=Kind.TENANT_EXPORT, actor=actor, reason=reason, target=f"tenant {tenant.slug}",
+                    tenant_id=tenant.pk, do=do)
+
+
+def tenant_offboard(*, tenant: Tenant, actor, reason: str, now: bool = False) -> OperatorAction:
+    """Delete the tenant: suspended at once, erased after the grace period (or at the next erasure run)."""
+    from apps.lifecycle.services import offboard_request
+
+    _refuse_public(tenant)
+
+    def do():
+        offboarding = offboard_request(tenant=tenant, requested_as="operator", requested_by_id=getattr(actor, "pk", None),
+                                       requested_by=getattr(actor, "email", str(actor)), reason=reason, now=now)
+        return {"offboarding": offboarding.pk, "erase_after": offboarding.erase_after.isoformat()}
+
+    return _perform(kind=TENANT_OFFBOARD, actor=actor, reason=reason, target=f"tenant {tenant.slug}",
+                    tenant_id=tenant.pk, do=do)
+
+
+def tenant_offboard_undo(*, tenant: Tenant, actor, reason: str) -> OperatorAction:
+    from apps.lifecycle.services import offboard_undo
+
+    def do():
+        offboarding = offboard_undo(tenant=tenant, cancelled_by=getattr(actor, "email", str(actor)))
+        return {"offboarding": offboarding.pk, "status": offboarding.previous_status}
+
+    return _perform(kind=TENANT_OFFBOARD_UNDO, actor=actor, reason=reason, target=f"tenant {tenant.slug}",
+                    tenant_id=tenant.pk, do=do)
+
+
+# --- jobs -------------------------------------------------------------------------------
+
+
+def job_retry(*, job, actor, reason: str) -> OperatorAction:
+    """Send a failed or dead job again now (its dead letter is replayed under
+    the job's task id: apps.jobs.services.job_retry); recorded as a replay."""
+    from apps.jobs.services import JobNotRetryable, job_dead_letter
+    from apps.jobs.services import job_retry as retry
+
+    reason = clean_reason(reason)
+
+    def do():
+        dead = job_dead_letter(job)
+        try:
+            retry(job=job)
+        except JobNotRetryable as exc:
+            raise ConsoleError(str(exc)) from exc
+        return {"job": job.task_id, "task": job.task_name, "dead_letters": [dead.pk] if dead else []}
+
+    return _perform(kind=Kind.DEAD_LETTER_REPLAY, actor=actor, reason=reason, target=f"job {job.task_id}",
+                    tenant_id=job.tenant_id, atomic=False, do=do)
+
+
+def job_discard(*, job, actor, reason: str) -> OperatorAction:
+    from apps.jobs.services import JobNotRetryable, job_dead_letter
+    from apps.jobs.services import job_discard as discard
+
+    reason = clean_reason(reason)
+
+    def do():
+        dead = job_dead_letter(job)
+        try:
+            discard(job=job)
+        except JobNotRetryable as exc:
+            raise ConsoleError(str(exc)) from exc
+        return {"job": job.task_id, "task": job.task_name, "dead_letters": [dead.pk] if dead else []}
+
+    return _perform(kind=Kind.DEAD_LETTER_DISCARD, actor=actor, reason=reason, target=f"job {job.task_id}",
+                    tenant_id=job.tenant_id, do=do)
+
+
+def tenants_reindex_all(*, actor, reason: str) -> OperatorAction:
+    """Rebuild every tenant's search index: one batch of ``search.rebuild_index``
+    jobs (apps/jobs/batches.py), written with the operator action in one
+    transaction; the batch page follows it and reports once all finished."""
+    from apps.jobs.batches import BatchJob, batch_create
+    from apps.jobs.tasks import batch_report
+    from apps.search.tasks import rebuild_index
+
+    from .selectors import console_tenants
+
+    reason = clean_reason(reason)
+
+    def do():
+        tenants = list(console_tenants().filter(status=Tenant.Status.ACTIVE, shard__isnull=False).order_by("pk"))
+        if not tenants:
+            raise ConsoleError("No active tenant to reindex.")
+        batch = batch_create(name="Rebuild every tenant's search index",
+                             jobs=[BatchJob(rebuild_index, kwargs={"restart": True}, tenant=t) for t in tenants],
+                             callback=batch_report, created_by=getattr(actor, "email", str(actor)))
+        return {"batch": str(batch.pk), "tenants": len(tenants), "task": "search.rebuild_index"}
+
+    return _perform(kind=Kind.TENANT_REINDEX, actor=actor, reason=reason, target="all tenants", do=do)

@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from apps.jobs.models import DeadLetter
+from apps.jobs.selectors import COUNT_CAP as JOB_COUNT_CAP
 from apps.tenancy.models import Move, Shard, Tenant
 from apps.tenancy.selectors import shard_list_with_counts
 
@@ -32,6 +33,9 @@ TENANT_ACTIONS = {
     "reindex": ("Rebuild the search index", forms.ReasonForm),
     "export": ("Export its data", forms.ExportForm),
     "support": ("Grant support access", forms.SupportForm),
+    "export-whole": ("Export the whole tenant (archive)", forms.ReasonForm),
+    "offboard": ("Delete (offboard)", forms.OffboardForm),
+    "offboard-undo": ("Undo the deletion", forms.ReasonForm),
 }
 
 
@@ -103,7 +107,9 @@ def _overview_sections(read: dict[str, readings.Reading]) -> dict:
             "dead_rows": sorted(dead_by_task.items(), key=lambda kv: (-kv[1], kv[0])),
             "outbox_rows": outbox_rows, "partition_rows": partition_rows,
             "horizon": min((r["months"] for r in partition_rows), default=None),
-            "workers_total": int(next(iter(workers.by("workers_total", "").values()), 0)) if workers.up else None}
+            "workers_total": int(next(iter(workers.by("workers_total", "").values()), 0)) if workers.up else None,
+            "worker_rows": workers.rows, "job_counts": {state: int(n) for state, n in read["jobs"].by(
+                "jobs", "state").items()}, "job_rows": read["jobs"].rows, "job_cap": JOB_COUNT_CAP}
 
 
 def _top_tenants() -> list[dict] | None:
@@ -167,6 +173,7 @@ def tenant_detail(request, slug: str):
         grants=list(support_grants_of_tenant(tenant_id=tenant.pk).order_by("-created_at")[:10]),
         recent_actions=list(selectors.operator_actions(tenant_id=tenant.pk)[:10]),
         hostname=tenant.domains.filter(is_primary=True).values_list("domain", flat=True).first(),
+        lifecycle=_lifecycle_of(tenant),
     )
     return render(request, "console/tenant_detail.html", context)
 
@@ -185,6 +192,8 @@ def _perform_tenant_action(action: str, tenant: Tenant, form, actor) -> Operator
     if action == "export":
         return services.tenant_export(tenant=tenant, actor=actor, reason=data["reason"], kind=data["kind"],
                                       format=data["format"])
+    if action in ("export-whole", "offboard", "offboard-undo"):
+        return _perform_lifecycle_action(action, tenant, data, actor)
     return services.tenant_grant_support(tenant=tenant, actor=actor, operator=data["operator"],
                                          reason=data["reason"], hours=data["hours"])
 
@@ -372,3 +381,24 @@ def action_detail(request, pk: int):
     return render(request, "console/action_detail.html", _context(
         request, f"Operator action {action.pk}", action=action, tenant=tenant,
         moves=[(m, selectors.progress_of(m)) for m in selectors.action_moves(action)]))
+
+
+# --- a whole tenant: export, offboarding (apps/lifecycle) --------------------------
+
+
+def _perform_lifecycle_action(action: str, tenant: Tenant, data: dict, actor) -> OperatorAction:
+    if action == "export-whole":
+        return services.tenant_export_whole(tenant=tenant, actor=actor, reason=data["reason"])
+    if action == "offboard":
+        return services.tenant_offboard(tenant=tenant, actor=actor, reason=data["reason"], now=data["now"])
+    return services.tenant_offboard_undo(tenant=tenant, actor=actor, reason=data["reason"])
+
+
+def _lifecycle_of(tenant: Tenant) -> dict:
+    """The tenant's whole-tenant exports (with progress) and its deletion, if any."""
+    from apps.lifecycle import selectors as lifecycle
+
+    exports = list(lifecycle.export_list(tenant_id=tenant.pk)[:5])
+    return {"exports": [{"export": e, "percent": lifecycle.export_percent(e), "stalled": lifecycle.export_stalled(e)}
+                        for e in exports],
+            "offboarding": lifecycle.offboarding_of(tenant.pk)}

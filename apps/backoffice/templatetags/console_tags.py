@@ -41,3 +41,24 @@ def redacted(text) -> str:
     from apps.jobs.redaction import redact_text
 
     return redact_text(str(text or ""))
+
+
+@register.filter
+def ago(epoch) -> str:
+    """Seconds since an epoch time, as a duration ('' for None)."""
+    import time
+
+    if epoch in (None, ""):
+        return ""
+    return f"{duration(max(0.0, time.time() - float(epoch)))} ago"
+
+
+@register.filter
+def when(iso) -> str:
+    """An ISO 8601 time as 'YYYY-MM-DD HH:MM:SS.mmm' (UTC as written); '' when unreadable."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(str(iso)).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    except ValueError:
+        return ""

@@ -19,7 +19,10 @@ PAGES = [
     ("tenant-api-keys", "API keys"),
     ("tenant-audit", "Audit log"),
     ("tenant-exports", "Exports"),
+    ("tenant-failed-jobs", "Failed jobs"),
     ("tenant-usage", "Usage"),
+    ("tenant-webhooks", "Webhooks"),
+    ("tenant-lifecycle", "Data and deletion"),
 ]
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from apps.accounts.models import User
 from apps.backoffice.tests.test_console import CONSOLE, letter, logged_in, text
-from apps.jobs.models import DeadLetter
+from apps.jobs.models import DeadLetter, Job
 
 
 @pytest.fixture
@@ -62,3 +62,20 @@ def test_overview_answers_with_redis_and_the_broker_down(committed_ops, django_d
     shown = text(page)
     assert "Queues unavailable" in shown and "Workers unavailable" in shown and "Traffic unavailable" in shown
     assert re.search(r'data-shard="main">.*?state-up', page.content.decode(), re.S)  # the rest still shows
+
+
+def test_the_overview_shows_what_runs_retries_and_died(committed_ops, tenants, django_db_blocker):
+    """Committed: the overview reads in threads with their own connections."""
+    from apps.backoffice.tests.test_console_jobs import make_job
+
+    with django_db_blocker.unblock():
+        retrying = make_job(tenants["alpha"], state="retrying", task="notifications.send_email",
+                            error="RetryLater: email provider circuit is open")
+        running = make_job(tenants["beta"])
+        try:
+            overview = committed_ops.get(CONSOLE).content.decode()
+        finally:
+            Job.objects.filter(pk__in=[retrying.pk, running.pk]).delete()
+    assert re.search(r'data-jobs="retrying"><a [^>]*>1<', overview)
+    assert re.search(r'data-jobs="running"><a [^>]*>1<', overview)
+    assert f'data-job="{retrying.task_id}"' in overview and "circuit is open" in overview

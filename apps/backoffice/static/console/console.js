@@ -1,4 +1,4 @@
-// Operator console: live move progress and dead-letter selection.
+// Operator console: live move and batch progress, and dead-letter selection.
 // A file, not inline script: the admin's Content-Security-Policy allows
 // scripts from this origin only.
 (function () {
@@ -25,6 +25,10 @@
       var parts = [];
       if (percent !== null) parts.push(percent.toFixed(1) + " %");
       if (data.rows_total) parts.push((data.rows_copied || 0) + " / " + data.rows_total + " rows");
+      if (data.jobs_total !== undefined) {
+        parts.push(data.jobs_done + " / " + data.jobs_total + " jobs" +
+                   (data.jobs_failed ? ", " + data.jobs_failed + " failed" : ""));
+      }
       if (data.eta_seconds !== null && data.eta_seconds !== undefined && !data.finished) {
         parts.push("about " + formatSeconds(data.eta_seconds) + " left");
       }

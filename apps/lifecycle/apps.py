@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class LifecycleConfig(AppConfig):
+    name = "apps.lifecycle"
+    label = "lifecycle"
+    verbose_name = "Tenant lifecycle"
