@@ -37,6 +37,7 @@ class FakeRedis:
     def __init__(self, data: dict[int, dict[str, str]] | None = None):
         self.databases = {number: dict((data or {}).get(number, {})) for number in range(16)}
         self.selected = 0
+        self.expiring: set[tuple[int, str]] = set()
 
     def __call__(self, command: str, *args: str):
         keys = self.databases[self.selected]
@@ -47,11 +48,15 @@ class FakeRedis:
             return keys.get(args[0])
         if command == "DBSIZE":
             return len(keys)
-        if command == "SET" and args[2:] == ("NX",):
+        if command == "SET" and args[2:3] == ("NX",):
             if args[0] in keys:
                 return None
             keys[args[0]] = args[1]
+            self.expiring.add((self.selected, args[0]))
             return "OK"
+        if command == "EXPIRE":
+            self.expiring.add((self.selected, args[0]))
+            return 1 if args[0] in keys else 0
         raise AssertionError(f"unexpected command {command} {args}")
 
 
@@ -115,13 +120,21 @@ def test_a_database_holding_data_nobody_claimed_is_passed_over(tmp_path):
     assert redis.databases[preferred] == {"_kombu.binding.default": "x"}
 
 
-def test_with_every_database_taken_it_stops_instead_of_sharing_one(tmp_path, capsys):
+def test_with_every_database_taken_it_shares_the_preferred_one_and_says_so(tmp_path, capsys):
     taken = FakeRedis({number: {dev.REDIS_CLAIM_KEY: f"other_{number}"} for number in dev.REDIS_DBS})
 
-    with pytest.raises(SystemExit):
-        dev.checkout_env("saas_platform", tmp_path, SERVER, taken)
+    env = dev.checkout_env("saas_platform", tmp_path, SERVER, taken)
 
-    assert "set REDIS_URL" in capsys.readouterr().err
+    assert redis_db(env) == dev.preferred_redis_db("saas_platform")
+    assert "sharing database" in capsys.readouterr().err
+
+
+def test_a_claim_lapses_unless_its_name_runs_again(tmp_path):
+    redis = FakeRedis()
+
+    env = dev.checkout_env("saas_platform", tmp_path, SERVER, redis)
+
+    assert (redis_db(env), dev.REDIS_CLAIM_KEY) in redis.expiring
 
 
 def test_an_explicit_redis_url_is_used_as_given(tmp_path):
