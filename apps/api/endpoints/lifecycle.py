@@ -1,16 +1,13 @@
 """A whole tenant's export (archive of every table, control-plane rows and
 files) and the tenant's deletion, for its owners."""
 
-from django.core.files.storage import default_storage
-from django.core.validators import RegexValidator
-from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
 from apps.accounts.models import Membership
+from apps.api.downloads import DownloadQuery, SignedDownloadApi
 from apps.api.serializers import StrictSerializer, validated
 from apps.api.views import TenantAPIView, query_parameters
 from apps.http.errors import NotFound
@@ -80,30 +77,26 @@ class TenantExportDetailApi(OwnerOnly, TenantAPIView):
         return Response(TenantExportOutput(export, context={"tenant": request.tenant}).data)
 
 
-class TenantExportDownloadApi(TenantAPIView):
+class TenantExportDownloadApi(SignedDownloadApi):
     """The archive, for the holder of a signed link (no other credentials)."""
 
-    authentication_classes = []
-    permission_classes = [AllowAny]
-
-    class DownloadQuery(StrictSerializer):
-        # A signed token is about 100 characters of URL-safe text.
-        token = serializers.CharField(max_length=500, validators=[RegexValidator(r"^[A-Za-z0-9_:.-]+$")],
-                                      help_text="From the export's download_url.")
+    no_file_detail = "This export has no archive."
 
     @query_parameters(DownloadQuery)
     @extend_schema(responses={(200, "application/x-tar"): OpenApiTypes.BINARY}, auth=[],
                    operation_id="tenant_exports_download")
     def get(self, request, export_id):
-        token = self.query["token"]
-        if not services.download_token_valid(tenant=request.tenant, export_id=str(export_id), token=token):
-            raise NotFound("This download link is not valid or has expired.")
-        export = services.export_list(tenant=request.tenant).filter(pk=export_id,
-                                                                     status=TenantExport.Status.DONE).first()
-        if export is None or not export.file_name or not default_storage.exists(export.file_name):
-            raise NotFound("This export has no archive.")
-        return FileResponse(default_storage.open(export.file_name, "rb"), as_attachment=True,
-                            filename=f"{request.tenant.slug}-{export.pk}.tar", content_type="application/x-tar")
+        return self.serve(request, export_id)
+
+    def token_valid(self, request, export_id, token):
+        return services.download_token_valid(tenant=request.tenant, export_id=export_id, token=token)
+
+    def finished_export(self, request, export_id):
+        return services.export_list(tenant=request.tenant).filter(pk=export_id,
+                                                                   status=TenantExport.Status.DONE).first()
+
+    def attachment(self, request, export):
+        return {"filename": f"{request.tenant.slug}-{export.pk}.tar", "content_type": "application/x-tar"}
 
 
 class OffboardingInput(StrictSerializer):

@@ -1,13 +1,10 @@
-from django.core.files.storage import default_storage
-from django.core.validators import RegexValidator
-from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
+from apps.api.downloads import DownloadQuery, SignedDownloadApi
 from apps.api.pagination import PageQuery, TenantCursorPagination, paginated
 from apps.api.serializers import InstantField, StrictSerializer, validated
 from apps.api.views import TenantAPIView, query_parameters
@@ -118,26 +115,20 @@ class ExportDetailApi(TenantAPIView):
         return Response(ExportOutput(export, context={'tenant': request.tenant}).data)
 
 
-class ExportDownloadApi(TenantAPIView):
+class ExportDownloadApi(SignedDownloadApi):
     """The export file, for the holder of a signed link (no other credentials)."""
-
-    authentication_classes = []
-    permission_classes = [AllowAny]
-
-    class DownloadQuery(StrictSerializer):
-        # A signed token is about 100 characters of URL-safe text.
-        token = serializers.CharField(max_length=500, validators=[RegexValidator(r"^[A-Za-z0-9_:.-]+$")],
-                                      help_text="From the export's download_url.")
 
     @query_parameters(DownloadQuery)
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY}, auth=[],
                    operation_id="exports_download")
     def get(self, request, export_id):
-        token = self.query["token"]
-        if not services.download_token_valid(tenant=request.tenant, export_id=str(export_id), token=token):
-            raise NotFound("This download link is not valid or has expired.")
-        export = ExportRequest.objects.filter(pk=export_id, status=ExportRequest.Status.DONE).first()
-        if export is None or not export.file_name or not default_storage.exists(export.file_name):
-            raise NotFound("This export has no file.")
-        return FileResponse(default_storage.open(export.file_name, "rb"), as_attachment=True,
-                            filename=f"{export.kind}-{export.pk}.{export.format}")
+        return self.serve(request, export_id)
+
+    def token_valid(self, request, export_id, token):
+        return services.download_token_valid(tenant=request.tenant, export_id=export_id, token=token)
+
+    def finished_export(self, request, export_id):
+        return ExportRequest.objects.filter(pk=export_id, status=ExportRequest.Status.DONE).first()
+
+    def attachment(self, request, export):
+        return {"filename": f"{export.kind}-{export.pk}.{export.format}"}
