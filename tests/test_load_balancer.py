@@ -206,7 +206,7 @@ def test_haproxy_drains_retries_and_splits_traffic(tenants, django_db_blocker):
                     assert load.failures == [], load.failures[:10]
                     assert load.count("GET", True) > 50 and load.count("POST", True) > 10
 
-                    # 3. web2 SIGKILLed under load: reads retried elsewhere, writes in flight may fail.
+                    # 3. web2 SIGKILLed under load: reads retried elsewhere (bar one being answered at the kill), writes in flight may fail.
                     # (First let web1 finish its slow start: until then HAProxy also
                     # ramps up how many requests it gives it.)
                     time.sleep(10)
@@ -219,7 +219,11 @@ def test_haproxy_drains_retries_and_splits_traffic(tenants, django_db_blocker):
                     figures["kill: requests"] = sum(load.outcomes.values())
                     figures["kill: lost reads"] = load.count("GET", False)
                     figures["kill: lost writes"] = load.count("POST", False)
-                    assert load.count("GET", False) == 0, load.failures[:10]
+                    # A read whose answer web2 had begun to send when it was killed
+                    # arrives cut off (HAProxy has passed the headers on, so it can no
+                    # longer retry it elsewhere); no read sent after the kill fails.
+                    late_reads = [t - killed_at for m, t in load.failed_started if m == "GET" and t > killed_at]
+                    assert late_reads == [] and load.count("GET", False) <= 1, (load.failures[:10], late_reads)
                     # One writer: the write in flight at the kill may fail, and so may
                     # the next if it reached web2's listening socket while the killed
                     # processes were still being torn down (accepted, then reset: not
