@@ -78,7 +78,9 @@ def test_the_worker_records_each_task_state(worker, django_db_blocker, tenants):
             assert (email.state, email.attempts, email.tenant_slug, email.queue) == ("dead", 2, "alpha", "emails")
             # Written by two processes' flushers in any order; read in the order they happened.
             states = [entry["s"] for entry in sorted(email.history, key=lambda entry: entry["t"])]
-            assert states[:3] == ["queued", "running", "retrying"] and states[-2:] == ["running", "dead"], states
+            # The last attempt's refused retry may be recorded as "retrying" just before "dead".
+            last = [state for state in states[3:] if state != "retrying"]
+            assert states[:3] == ["queued", "running", "retrying"] and last[-2:] == ["running", "dead"], states
         finally:
             Job.objects.filter(pk__in=ids).delete()
             DeadLetter.objects.filter(task_id__in=ids).delete()
